@@ -1,0 +1,16 @@
+# moe/: errors, units, configuration (model, cluster, plan), presets, routing.
+noinst_LTLIBRARIES += moe/libmoe.la
+moe_libmoe_la_SOURCES = \
+	moe/error.c moe/units.c moe/spec.c
+moe_libmoe_la_LIBADD = $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+nobase_moekitinclude_HEADERS += \
+	moe/error.h moe/units.h moe/model.h moe/preset.h moe/progress.h
+libmoekit_la_LIBADD += moe/libmoe.la
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_moe
+TESTS += tests/check_moe
+tests_check_moe_SOURCES = tests/check_moe.c
+tests_check_moe_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_moe_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+endif

@@ -1,0 +1,1 @@
+# profiler/: see DESIGN.md.  Filled by its issue; adds to the lists of the top Makefile.am.

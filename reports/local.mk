@@ -1,0 +1,1 @@
+# reports/: see DESIGN.md.  Filled by its issue; adds to the lists of the top Makefile.am.

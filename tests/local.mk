@@ -1,0 +1,2 @@
+# tests/: end-to-end command tests (the Check runners are declared by each
+# part's local.mk beside its sources).
