@@ -7,10 +7,36 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Commands of parts that are built later (or only with optional libraries)
+ * are weak: a part adds its cli/cmd_NAME.c to moekit_SOURCES in its own
+ * local.mk, and a command whose function is absent is left out of the
+ * table.  So no part edits this file to add a command. */
+#define WEAK __attribute__((weak))
+int cmd_trace(int argc, char **argv) WEAK;
+int cmd_sim(int argc, char **argv) WEAK;
+int cmd_net(int argc, char **argv) WEAK;
+int cmd_profile(int argc, char **argv) WEAK;
+int cmd_report(int argc, char **argv) WEAK;
+int cmd_compare(int argc, char **argv) WEAK;
+int cmd_export_timeline(int argc, char **argv) WEAK;
+int cmd_sweep(int argc, char **argv) WEAK;
+int cmd_calibrate(int argc, char **argv) WEAK;
+int cmd_validate(int argc, char **argv) WEAK;
+
 const struct cli_cmd cli_commands[] = {
 	{"help", cmd_help, "show the commands, or one command's help"},
 	{"version", cmd_version, "print the version and the libraries built in"},
 	{"presets", cmd_presets, "list and show model and cluster presets"},
+	{"trace", cmd_trace, "import, generate, re-route and describe router traces"},
+	{"sim", cmd_sim, "simulate MoE layers and steps on a modeled cluster"},
+	{"net", cmd_net, "simulate one collective from a traffic matrix"},
+	{"profile", cmd_profile, "measure the MoE forward pass and all-to-all on this machine"},
+	{"report", cmd_report, "draw figures and an index page from a results store"},
+	{"compare", cmd_compare, "compare runs side by side"},
+	{"export-timeline", cmd_export_timeline, "write a run's timeline for Perfetto"},
+	{"sweep", cmd_sweep, "run a study over many options"},
+	{"calibrate", cmd_calibrate, "fit a cluster file to profile runs"},
+	{"validate", cmd_validate, "hold simulations against measurements"},
 	{"db", cmd_db, "list, show and export runs in a results store"},
 	{NULL, NULL, NULL},
 };
@@ -18,7 +44,7 @@ const struct cli_cmd cli_commands[] = {
 static const struct cli_cmd *find_cmd(const char *name)
 {
 	for (const struct cli_cmd *c = cli_commands; c->name; c++)
-		if (strcmp(c->name, name) == 0)
+		if (c->run != NULL && strcmp(c->name, name) == 0)
 			return c;
 	return NULL;
 }
@@ -31,7 +57,8 @@ static void usage(FILE *out)
 	      "Predict and measure what a Mixture-of-Experts layer costs on a GPU cluster.\n\n"
 	      "Commands:\n", out);
 	for (const struct cli_cmd *c = cli_commands; c->name; c++)
-		fprintf(out, "  %-10s %s\n", c->name, c->summary);
+		if (c->run != NULL)
+			fprintf(out, "  %-16s %s\n", c->name, c->summary);
 	fputs("\nExit status: 0 success, 1 a runtime failure, 2 a usage or configuration error.\n"
 	      "See moekit(1) and README.md for the data formats and the results store.\n", out);
 }
