@@ -1,4 +1,4 @@
 # bench/: benchmarks that print figures; built by `make bench`, never timed in
-# `make check`.  A part adds its program to EXTRA_PROGRAMS and BENCH_PROGRAMS.
-bench: $(BENCH_PROGRAMS)
+# `make check`.  A part adds its program to EXTRA_PROGRAMS and BENCHMARKS.
+bench: $(BENCHMARKS)
 .PHONY: bench
