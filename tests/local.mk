@@ -1,2 +1,4 @@
 # tests/: end-to-end command tests (the Check runners are declared by each
 # part's local.mk beside its sources).
+TESTS += tests/cli.sh
+EXTRA_DIST += tests/cli.sh
