@@ -1,10 +1,10 @@
 # moe/: errors, units, configuration (model, cluster, plan), presets, routing.
 noinst_LTLIBRARIES += moe/libmoe.la
 moe_libmoe_la_SOURCES = \
-	moe/error.c moe/units.c moe/spec.c
+	moe/error.c moe/units.c moe/spec.c moe/route.c
 moe_libmoe_la_LIBADD = $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 nobase_moekitinclude_HEADERS += \
-	moe/error.h moe/units.h moe/model.h moe/preset.h moe/progress.h
+	moe/error.h moe/units.h moe/model.h moe/preset.h moe/progress.h moe/route.h
 libmoekit_la_LIBADD += moe/libmoe.la
 
 if HAVE_CHECK
@@ -13,4 +13,12 @@ TESTS += tests/check_moe
 tests_check_moe_SOURCES = tests/check_moe.c
 tests_check_moe_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_moe_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+endif
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_route
+TESTS += tests/check_route
+tests_check_route_SOURCES = tests/check_route.c
+tests_check_route_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_route_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif

@@ -1,0 +1,699 @@
+/* moe/route.c: routing policies (see moe/route.h and docs/routing.md for the
+ * exact definitions).  Per token: selection keys, optional group and node
+ * limits, a partial top-k selection (insertion into a k-long sorted list:
+ * O(E + k * insertions), no sort of all E), the weights; then, for a
+ * capacity limit, one pass over the batch's slots rank by rank.  All scratch
+ * lives in the workspace, sized once.
+ */
+#include "config.h"
+#include "moe/route.h"
+
+#include <gsl/gsl_randist.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct moe_route_workspace {
+	/* the shape this workspace was sized for */
+	int experts, k, groups, nodes, topn;
+	enum moe_route_overflow overflow;
+	size_t max_tokens;
+	float *noisy;       /* [E] logits + noise */
+	float *key;         /* [E] selection keys (the token's row of keys_all for reroute) */
+	float *prob;        /* [E] probabilities */
+	float *topv;        /* [k] keys of the current top-k, descending */
+	int *topi;          /* [k] their experts */
+	int nsets;          /* max(groups, nodes) */
+	float *set_best;    /* [nsets x topn] best keys per group or node */
+	int *set_cnt;       /* [nsets] how many of set_best are filled */
+	float *set_score;   /* [nsets] */
+	unsigned char *set_keep; /* [nsets] */
+	uint64_t *count;    /* [E] slots admitted per expert */
+	/* REROUTE only: kept for the overflow pass */
+	float *keys_all;    /* [max_tokens x E] masked selection keys */
+	double *shift;      /* [max_tokens] weight of expert i = g(l_i - shift) / den */
+	double *den;        /* [max_tokens] */
+};
+
+static const char *const kind_names[] = {"softmax-topk", "topk-softmax", "sigmoid-bias", "top-p",
+					 NULL};
+static const char *const overflow_names[] = {"drop", "reroute", NULL};
+
+const char *moe_route_kind_name(enum moe_route_kind k)
+{
+	return (unsigned)k < MOE_ROUTE_KIND_COUNT ? kind_names[k] : NULL;
+}
+
+int moe_route_kind_parse(const char *s, enum moe_route_kind *out)
+{
+	for (int i = 0; kind_names[i]; i++)
+		if (s && strcmp(s, kind_names[i]) == 0) {
+			*out = (enum moe_route_kind)i;
+			return 1;
+		}
+	return 0;
+}
+
+const char *moe_route_overflow_name(enum moe_route_overflow o)
+{
+	return (unsigned)o <= MOE_ROUTE_REROUTE ? overflow_names[o] : NULL;
+}
+
+int moe_route_overflow_parse(const char *s, enum moe_route_overflow *out)
+{
+	for (int i = 0; overflow_names[i]; i++)
+		if (s && strcmp(s, overflow_names[i]) == 0) {
+			*out = (enum moe_route_overflow)i;
+			return 1;
+		}
+	return 0;
+}
+
+void moe_route_policy_init(struct moe_route_policy *p, int experts, int k)
+{
+	memset(p, 0, sizeof *p);
+	p->kind = MOE_ROUTE_SOFTMAX_TOPK;
+	p->experts = experts;
+	p->k = k;
+	p->norm = 1;
+	p->scaling = 1;
+	p->groups = 1;
+	p->groups_per_token = 1;
+	p->group_topn = 2;
+	p->overflow = MOE_ROUTE_DROP;
+	p->top_p = 1;
+}
+
+enum moe_status moe_route_policy_from_model(const struct moe_model *m, struct moe_route_policy *p)
+{
+	moe_route_policy_init(p, m->experts, m->top_k);
+	switch (m->router) {
+	case MOE_ROUTER_SOFTMAX_TOPK: p->kind = MOE_ROUTE_SOFTMAX_TOPK; break;
+	case MOE_ROUTER_TOPK_SOFTMAX: p->kind = MOE_ROUTE_TOPK_SOFTMAX; break;
+	case MOE_ROUTER_SIGMOID_BIAS: p->kind = MOE_ROUTE_SIGMOID_BIAS; break;
+	default:
+		MOE_FAIL(MOE_EINVAL, "model %s: router kind %d is not a routing policy", m->name,
+			 (int)m->router);
+	}
+	p->norm = m->norm_topk != 0;
+	p->scaling = m->routed_scaling > 0 ? m->routed_scaling : 1;
+	p->groups = m->groups > 1 ? m->groups : 1;
+	p->groups_per_token = m->groups > 1 ? m->groups_per_token : 1;
+	p->capacity_factor = m->capacity_factor;
+	return moe_route_policy_validate(p);
+}
+
+enum moe_status moe_route_policy_validate(const struct moe_route_policy *p)
+{
+	if (p->experts < 1 || p->experts > (1 << 24))
+		MOE_FAIL(MOE_EINVAL, "routing policy: experts %d: expected 1 to 16777216", p->experts);
+	if (p->k < 1 || p->k > p->experts)
+		MOE_FAIL(MOE_EINVAL, "routing policy: k %d: expected 1 to experts (%d)", p->k,
+			 p->experts);
+	if ((unsigned)p->kind >= MOE_ROUTE_KIND_COUNT)
+		MOE_FAIL(MOE_EINVAL, "routing policy: kind %d is unknown", (int)p->kind);
+	if (!(p->scaling > 0) || !isfinite(p->scaling))
+		MOE_FAIL(MOE_EINVAL, "routing policy: scaling %g: expected a finite value > 0",
+			 p->scaling);
+	if (p->groups > 1) {
+		if (p->experts % p->groups != 0)
+			MOE_FAIL(MOE_EINVAL, "routing policy: groups %d does not divide experts %d",
+				 p->groups, p->experts);
+		if (p->groups_per_token < 1 || p->groups_per_token > p->groups)
+			MOE_FAIL(MOE_EINVAL,
+				 "routing policy: groups_per_token %d: expected 1 to groups (%d)",
+				 p->groups_per_token, p->groups);
+		if (p->k > p->groups_per_token * (p->experts / p->groups))
+			MOE_FAIL(MOE_EINVAL,
+				 "routing policy: k %d cannot be picked from %d groups of %d experts",
+				 p->k, p->groups_per_token, p->experts / p->groups);
+	} else if (p->groups < 0) {
+		MOE_FAIL(MOE_EINVAL, "routing policy: groups %d: expected 0 or more", p->groups);
+	}
+	if ((p->groups > 1 || p->node_of) && p->group_topn < 1)
+		MOE_FAIL(MOE_EINVAL, "routing policy: group_topn %d: expected 1 or more",
+			 p->group_topn);
+	if (p->node_of) {
+		if (p->nodes < 1 || p->nodes > p->experts)
+			MOE_FAIL(MOE_EINVAL, "routing policy: nodes %d: expected 1 to experts (%d)",
+				 p->nodes, p->experts);
+		if (p->max_nodes < 1 || p->max_nodes > p->nodes)
+			MOE_FAIL(MOE_EINVAL, "routing policy: max_nodes %d: expected 1 to nodes (%d)",
+				 p->max_nodes, p->nodes);
+		for (int i = 0; i < p->experts; i++)
+			if (p->node_of[i] < 0 || p->node_of[i] >= p->nodes)
+				MOE_FAIL(MOE_EINVAL,
+					 "routing policy: node_of[%d] = %d: expected 0 to %d", i,
+					 p->node_of[i], p->nodes - 1);
+	}
+	if (!(p->capacity_factor >= 0) || !isfinite(p->capacity_factor))
+		MOE_FAIL(MOE_EINVAL, "routing policy: capacity factor %g: expected a finite value >= 0",
+			 p->capacity_factor);
+	if (p->overflow != MOE_ROUTE_DROP && p->overflow != MOE_ROUTE_REROUTE)
+		MOE_FAIL(MOE_EINVAL, "routing policy: overflow mode %d is unknown", (int)p->overflow);
+	if (!(p->noise_std >= 0) || !isfinite(p->noise_std))
+		MOE_FAIL(MOE_EINVAL, "routing policy: noise std %g: expected a finite value >= 0",
+			 p->noise_std);
+	if (p->noise_std > 0 && !p->rng)
+		MOE_FAIL(MOE_EINVAL, "routing policy: noise std %g needs a random number generator",
+			 p->noise_std);
+	if (p->kind == MOE_ROUTE_TOP_P && !(p->top_p > 0 && p->top_p <= 1))
+		MOE_FAIL(MOE_EINVAL, "routing policy: top_p %g: expected a value in (0, 1]", p->top_p);
+	if (p->bias)
+		for (int i = 0; i < p->experts; i++)
+			if (!isfinite(p->bias[i]))
+				MOE_FAIL(MOE_EINVAL, "routing policy: bias[%d] is not finite", i);
+	return MOE_OK;
+}
+
+/* group_topn as the workspace holds it: at least 1, at most E. */
+static int effective_topn(const struct moe_route_policy *p)
+{
+	int t = p->group_topn > 0 ? p->group_topn : 1;
+
+	return t > p->experts ? p->experts : t;
+}
+
+void moe_route_workspace_free(struct moe_route_workspace *w)
+{
+	if (!w)
+		return;
+	free(w->noisy);
+	free(w->key);
+	free(w->prob);
+	free(w->topv);
+	free(w->topi);
+	free(w->set_best);
+	free(w->set_cnt);
+	free(w->set_score);
+	free(w->set_keep);
+	free(w->count);
+	free(w->keys_all);
+	free(w->shift);
+	free(w->den);
+	free(w);
+}
+
+enum moe_status moe_route_workspace_alloc(const struct moe_route_policy *p, size_t max_tokens,
+					  struct moe_route_workspace **out)
+{
+	enum moe_status st = moe_route_policy_validate(p);
+	struct moe_route_workspace *w;
+	size_t e;
+
+	*out = NULL;
+	if (st != MOE_OK)
+		return st;
+	w = calloc(1, sizeof *w);
+	if (!w)
+		goto err;
+	e = (size_t)p->experts;
+	w->experts = p->experts;
+	w->k = p->k;
+	w->groups = p->groups > 1 ? p->groups : 1;
+	w->nodes = p->node_of ? p->nodes : 0;
+	w->topn = effective_topn(p);
+	w->overflow = p->capacity_factor > 0 ? p->overflow : MOE_ROUTE_DROP;
+	w->max_tokens = max_tokens;
+	w->nsets = w->groups > w->nodes ? w->groups : w->nodes;
+	w->noisy = malloc(e * sizeof *w->noisy);
+	w->key = malloc(e * sizeof *w->key);
+	w->prob = malloc(e * sizeof *w->prob);
+	w->topv = malloc((size_t)p->k * sizeof *w->topv);
+	w->topi = malloc((size_t)p->k * sizeof *w->topi);
+	w->set_best = malloc((size_t)w->nsets * (size_t)w->topn * sizeof *w->set_best);
+	w->set_cnt = malloc((size_t)w->nsets * sizeof *w->set_cnt);
+	w->set_score = malloc((size_t)w->nsets * sizeof *w->set_score);
+	w->set_keep = malloc((size_t)w->nsets);
+	w->count = malloc(e * sizeof *w->count);
+	if (!w->noisy || !w->key || !w->prob || !w->topv || !w->topi || !w->set_best ||
+	    !w->set_cnt || !w->set_score || !w->set_keep || !w->count)
+		goto err;
+	if (w->overflow == MOE_ROUTE_REROUTE && max_tokens > 0) {
+		if (max_tokens > SIZE_MAX / sizeof(float) / e)
+			goto err;
+		w->keys_all = malloc(max_tokens * e * sizeof *w->keys_all);
+		w->shift = malloc(max_tokens * sizeof *w->shift);
+		w->den = malloc(max_tokens * sizeof *w->den);
+		if (!w->keys_all || !w->shift || !w->den)
+			goto err;
+	}
+	*out = w;
+	return MOE_OK;
+err:
+	moe_route_workspace_free(w);
+	MOE_FAIL(MOE_ENOMEM, "routing workspace for %zu tokens of %d experts: out of memory",
+		 max_tokens, p->experts);
+}
+
+size_t moe_route_capacity(const struct moe_route_policy *p, size_t n)
+{
+	double x, c;
+
+	if (!(p->capacity_factor > 0))
+		return SIZE_MAX;
+	x = p->capacity_factor * (double)n * (double)p->k / (double)p->experts;
+	c = ceil(x - 1e-9 * x);
+	if (c >= (double)SIZE_MAX)
+		return SIZE_MAX;
+	return (size_t)c;
+}
+
+/* Inserts (v, i) into the descending list v[0..*c-1] of at most cap entries.
+ * Strict comparisons keep an earlier (lower) id ahead of an equal key, which
+ * is the documented tie-break, since experts are offered in id order. */
+static inline void top_insert(float *tv, int *ti, int *c, int cap, float v, int i)
+{
+	int j = *c;
+
+	if (j == cap) {
+		if (!(v > tv[cap - 1]))
+			return;
+		j = cap - 1;
+	} else {
+		(*c)++;
+	}
+	while (j > 0 && v > tv[j - 1]) {
+		tv[j] = tv[j - 1];
+		ti[j] = ti[j - 1];
+		j--;
+	}
+	tv[j] = v;
+	ti[j] = i;
+}
+
+/* Group or node limit: each set's score is the sum of its topn largest
+ * allowed keys; the keep best sets (ties: lower set id) stay allowed and
+ * every other expert's key becomes -inf.  set_of == NULL means contiguous
+ * blocks of E / nsets experts. */
+static void limit_sets(struct moe_route_workspace *w, float *key, const int *set_of, int nsets,
+		       int keep)
+{
+	int e = w->experts, block = e / nsets, topn = w->topn;
+	float *best = w->set_best;
+	int kept = 0;
+
+	for (int s = 0; s < nsets; s++)
+		w->set_cnt[s] = 0;
+	for (int i = 0; i < e; i++) {
+		int s = set_of ? set_of[i] : i / block;
+
+		if (key[i] == -INFINITY)
+			continue;
+		/* the ids inserted are unused: only the keys are summed */
+		{
+			float *bv = best + (size_t)s * (size_t)topn;
+			int c = w->set_cnt[s], j;
+
+			if (c == topn) {
+				if (!(key[i] > bv[topn - 1]))
+					continue;
+				j = topn - 1;
+			} else {
+				j = c;
+				w->set_cnt[s] = c + 1;
+			}
+			while (j > 0 && key[i] > bv[j - 1]) {
+				bv[j] = bv[j - 1];
+				j--;
+			}
+			bv[j] = key[i];
+		}
+	}
+	for (int s = 0; s < nsets; s++) {
+		double sum = 0;
+
+		for (int j = 0; j < w->set_cnt[s]; j++)
+			sum += best[(size_t)s * (size_t)topn + (size_t)j];
+		w->set_score[s] = w->set_cnt[s] ? (float)sum : -INFINITY;
+		w->set_keep[s] = 0;
+	}
+	/* pick the keep best: repeated arg-max, fine for the few groups/nodes */
+	while (kept < keep) {
+		int b = -1;
+
+		for (int s = 0; s < nsets; s++)
+			if (!w->set_keep[s] && (b < 0 || w->set_score[s] > w->set_score[b]))
+				b = s;
+		if (b < 0)
+			break;
+		w->set_keep[b] = 1;
+		kept++;
+	}
+	for (int i = 0; i < e; i++) {
+		int s = set_of ? set_of[i] : i / block;
+
+		if (!w->set_keep[s])
+			key[i] = -INFINITY;
+	}
+}
+
+static inline float sigmoidf(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+/* Softmax of x[0..e-1] into out; max subtracted for range. */
+static void softmax(const float *x, int e, float *out)
+{
+	float m = x[0];
+	double z = 0;
+
+	for (int i = 1; i < e; i++)
+		m = x[i] > m ? x[i] : m;
+	for (int i = 0; i < e; i++) {
+		out[i] = expf(x[i] - m);
+		z += out[i];
+	}
+	for (int i = 0; i < e; i++)
+		out[i] = (float)(out[i] / z);
+}
+
+/* Returns the index of the first non-finite value or -1: exponent bits all
+ * ones, tested on integers so the loop vectorizes. */
+static int first_nonfinite(const float *l, int e)
+{
+	uint32_t bad = 0;
+
+	for (int i = 0; i < e; i++) {
+		uint32_t u;
+
+		memcpy(&u, &l[i], sizeof u);
+		bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+	}
+	if (!bad)
+		return -1;
+	for (int i = 0; i < e; i++)
+		if (!isfinite(l[i]))
+			return i;
+	return -1;
+}
+
+/* Routes one token into ids/wt[0..k-1]; for reroute also records the
+ * token's weight normalizer (shift, den). */
+static void route_token(const struct moe_route_policy *p, struct moe_route_workspace *w,
+			const float *l, float *keyrow, int32_t *ids, float *wt, double *shift_out,
+			double *den_out)
+{
+	const int e = p->experts, k = p->k;
+	const int limits = p->groups > 1 || p->node_of;
+	const int softmax_kind = p->kind == MOE_ROUTE_SOFTMAX_TOPK || p->kind == MOE_ROUTE_TOP_P;
+	const float *sel = l;   /* the noisy logits, or l itself */
+	const float *key;
+	float *tv = w->topv;
+	int *ti = w->topi;
+	int c = 0, m;
+	double shift = 0, den = 1;
+
+	if (p->noise_std > 0) {
+		for (int i = 0; i < e; i++)
+			w->noisy[i] = l[i] + (float)gsl_ran_gaussian(p->rng, p->noise_std);
+		sel = w->noisy;
+	}
+	/* 1. keys */
+	if (softmax_kind && (p->bias || limits)) {
+		softmax(sel, e, keyrow);
+		if (p->bias)
+			for (int i = 0; i < e; i++)
+				keyrow[i] += p->bias[i];
+		key = keyrow;
+	} else if (p->kind == MOE_ROUTE_SIGMOID_BIAS) {
+		for (int i = 0; i < e; i++)
+			keyrow[i] = sigmoidf(sel[i]) + (p->bias ? p->bias[i] : 0.0f);
+		key = keyrow;
+	} else if (p->bias) {
+		for (int i = 0; i < e; i++)
+			keyrow[i] = sel[i] + p->bias[i];
+		key = keyrow;
+	} else if (limits || w->keys_all) {
+		memcpy(keyrow, sel, (size_t)e * sizeof *keyrow);
+		key = keyrow;
+	} else {
+		key = sel;
+	}
+	/* 2. group and node limits */
+	if (p->groups > 1)
+		limit_sets(w, keyrow, NULL, p->groups, p->groups_per_token);
+	if (p->node_of)
+		limit_sets(w, keyrow, p->node_of, p->nodes, p->max_nodes);
+	/* 3. top-k by key; excluded experts (-inf) are never offered */
+	if (limits) {
+		for (int i = 0; i < e; i++)
+			if (key[i] != -INFINITY)
+				top_insert(tv, ti, &c, k, key[i], i);
+	} else {
+		for (int i = 0; i < k; i++)
+			top_insert(tv, ti, &c, k, key[i], i);
+		for (int i = k; i < e; i++)
+			if (key[i] > tv[k - 1])
+				top_insert(tv, ti, &c, k, key[i], i);
+	}
+	m = c;
+	/* 4. weights from unnoised, unbiased scores */
+	switch (p->kind) {
+	case MOE_ROUTE_SOFTMAX_TOPK:
+		if (p->norm) {
+			/* p_i / sum_sel p = exp(l_i - s) / sum_sel exp(l - s) */
+			float s = l[ti[0]];
+
+			for (int j = 1; j < m; j++)
+				s = l[ti[j]] > s ? l[ti[j]] : s;
+			shift = s;
+			den = 0;
+			for (int j = 0; j < m; j++)
+				den += (wt[j] = expf(l[ti[j]] - s));
+		} else {
+			float s = l[0];
+			float *ex = w->prob;
+
+			for (int i = 1; i < e; i++)
+				s = l[i] > s ? l[i] : s;
+			den = 0;
+			for (int i = 0; i < e; i++) {
+				ex[i] = expf(l[i] - s);
+				den += ex[i];
+			}
+			shift = s;
+			for (int j = 0; j < m; j++)
+				wt[j] = ex[ti[j]];
+		}
+		break;
+	case MOE_ROUTE_TOP_P: {
+		float s = l[0];
+		float *ex = w->prob;
+		double z = 0, cum = 0, kept = 0;
+
+		for (int i = 1; i < e; i++)
+			s = l[i] > s ? l[i] : s;
+		for (int i = 0; i < e; i++) {
+			ex[i] = expf(l[i] - s);
+			z += ex[i];
+		}
+		for (int j = 0; j < c; j++) {
+			cum += ex[ti[j]] / z;
+			if (cum >= p->top_p) {
+				m = j + 1;
+				break;
+			}
+		}
+		for (int j = 0; j < m; j++) {
+			wt[j] = ex[ti[j]];
+			kept += ex[ti[j]];
+		}
+		shift = s;
+		den = p->norm ? kept : z;
+		break;
+	}
+	case MOE_ROUTE_TOPK_SOFTMAX: {
+		float s = l[ti[0]];
+
+		for (int j = 1; j < m; j++)
+			s = l[ti[j]] > s ? l[ti[j]] : s;
+		shift = s;
+		den = 0;
+		for (int j = 0; j < m; j++)
+			den += (wt[j] = expf(l[ti[j]] - s));
+		break;
+	}
+	case MOE_ROUTE_SIGMOID_BIAS:
+	default:
+		den = p->norm ? 0 : 1;
+		for (int j = 0; j < m; j++) {
+			wt[j] = sigmoidf(l[ti[j]]);
+			if (p->norm)
+				den += wt[j];
+		}
+		break;
+	}
+	for (int j = 0; j < m; j++) {
+		ids[j] = ti[j];
+		wt[j] = (float)(wt[j] / den * p->scaling);
+	}
+	for (int j = m; j < k; j++) {
+		ids[j] = MOE_ROUTE_NONE;
+		wt[j] = 0;
+	}
+	*shift_out = shift;
+	*den_out = den;
+}
+
+/* The weight expert i gets when a slot of token t is moved to it. */
+static float reroute_weight(const struct moe_route_policy *p, float li, double shift, double den)
+{
+	double g;
+
+	if (p->kind == MOE_ROUTE_SIGMOID_BIAS)
+		g = 1.0 / (1.0 + exp(-(double)li));
+	else
+		g = exp((double)li - shift);
+	return (float)(g / den * p->scaling);
+}
+
+enum moe_status moe_route_batch(const struct moe_route_policy *p, struct moe_route_workspace *w,
+				const float *logits, size_t n, struct moe_route_out *out)
+{
+	const int e = p->experts, k = p->k;
+	const size_t ek = (size_t)e, kk = (size_t)k;
+	size_t cap;
+
+	if (n > w->max_tokens)
+		MOE_FAIL(MOE_EINVAL, "routing: batch of %zu tokens exceeds the workspace's %zu", n,
+			 w->max_tokens);
+	if (e != w->experts || k != w->k || (p->groups > 1 ? p->groups : 1) != w->groups ||
+	    (p->node_of ? p->nodes : 0) != w->nodes || effective_topn(p) != w->topn ||
+	    (p->capacity_factor > 0 && p->overflow == MOE_ROUTE_REROUTE && !w->keys_all && n))
+		MOE_FAIL(MOE_EINVAL, "routing: the policy does not match the workspace's shape");
+	out->n_dropped = 0;
+	out->n_rerouted = 0;
+	for (size_t t = 0; t < n; t++) {
+		const float *l = logits + t * ek;
+		int bad = first_nonfinite(l, e);
+		float *keyrow = w->keys_all ? w->keys_all + t * ek : w->key;
+		double sh, dn;
+
+		if (bad >= 0)
+			MOE_FAIL(MOE_EFORMAT, "routing: token %zu expert %d: logit is %s, expected a "
+				 "finite value", t, bad, isnan(l[bad]) ? "NaN" : "infinite");
+		route_token(p, w, l, keyrow, out->ids + t * kk, out->weights + t * kk, &sh, &dn);
+		if (w->shift) {
+			w->shift[t] = sh;
+			w->den[t] = dn;
+		}
+	}
+	memset(w->count, 0, ek * sizeof *w->count);
+	if (out->dropped)
+		memset(out->dropped, 0, ek * sizeof *out->dropped);
+	cap = moe_route_capacity(p, n);
+	if (cap == SIZE_MAX) {
+		for (size_t s = 0; s < n * kk; s++)
+			if (out->ids[s] != MOE_ROUTE_NONE)
+				w->count[out->ids[s]]++;
+	} else {
+		/* rank by rank, tokens in order: every token's first choice is
+		 * admitted before any second choice (GShard, Switch) */
+		for (size_t r = 0; r < kk; r++)
+			for (size_t t = 0; t < n; t++) {
+				int32_t *id = out->ids + t * kk + r;
+				float *wt = out->weights + t * kk + r;
+				int best = -1;
+
+				if (*id == MOE_ROUTE_NONE)
+					continue;
+				if (w->count[*id] < cap) {
+					w->count[*id]++;
+					continue;
+				}
+				if (p->overflow == MOE_ROUTE_REROUTE) {
+					const float *key = w->keys_all + t * ek;
+					const int32_t *mine = out->ids + t * kk;
+
+					for (int i = 0; i < e; i++) {
+						int taken = 0;
+
+						if (key[i] == -INFINITY || w->count[i] >= cap)
+							continue;
+						if (best >= 0 && !(key[i] > key[best]))
+							continue;
+						for (size_t j = 0; j < kk; j++)
+							taken |= mine[j] == i;
+						if (!taken)
+							best = i;
+					}
+				}
+				if (best >= 0) {
+					*id = best;
+					*wt = reroute_weight(p, logits[t * ek + (size_t)best],
+							     w->shift[t], w->den[t]);
+					w->count[best]++;
+					out->n_rerouted++;
+				} else {
+					if (out->dropped)
+						out->dropped[*id]++;
+					*id = MOE_ROUTE_NONE;
+					*wt = 0;
+					out->n_dropped++;
+				}
+			}
+	}
+	if (out->load)
+		memcpy(out->load, w->count, ek * sizeof *out->load);
+	return MOE_OK;
+}
+
+/* ---- auxiliary-loss-free balancing ---- */
+
+struct moe_route_balancer {
+	int experts;
+	double rate;
+	float *bias;
+};
+
+enum moe_status moe_route_balancer_new(int experts, double rate, struct moe_route_balancer **out)
+{
+	struct moe_route_balancer *b;
+
+	*out = NULL;
+	if (experts < 1)
+		MOE_FAIL(MOE_EINVAL, "balancer: experts %d: expected 1 or more", experts);
+	if (!(rate >= 0) || !isfinite(rate))
+		MOE_FAIL(MOE_EINVAL, "balancer: rate %g: expected a finite value >= 0", rate);
+	b = calloc(1, sizeof *b);
+	if (!b || !(b->bias = calloc((size_t)experts, sizeof *b->bias))) {
+		free(b);
+		MOE_FAIL(MOE_ENOMEM, "balancer for %d experts: out of memory", experts);
+	}
+	b->experts = experts;
+	b->rate = rate;
+	*out = b;
+	return MOE_OK;
+}
+
+void moe_route_balancer_free(struct moe_route_balancer *b)
+{
+	if (!b)
+		return;
+	free(b->bias);
+	free(b);
+}
+
+const float *moe_route_balancer_bias(const struct moe_route_balancer *b)
+{
+	return b->bias;
+}
+
+void moe_route_balancer_update(struct moe_route_balancer *b, const uint64_t *load)
+{
+	double sum = 0, mean;
+
+	for (int i = 0; i < b->experts; i++)
+		sum += (double)load[i];
+	mean = sum / b->experts;
+	for (int i = 0; i < b->experts; i++) {
+		double d = mean - (double)load[i];
+
+		if (d > 0)
+			b->bias[i] = (float)(b->bias[i] + b->rate);
+		else if (d < 0)
+			b->bias[i] = (float)(b->bias[i] - b->rate);
+	}
+}
