@@ -1,1 +1,12 @@
-# traces/: see DESIGN.md.  Filled by its issue; adds to the lists of the top Makefile.am.
+# traces/: the .moetrace format (streaming reader and writer), importers and
+# exporters, and the `moekit trace` command.  Generators, re-routing,
+# rescaling and statistics add themselves in traces/gen.mk (included last).
+noinst_LTLIBRARIES += traces/libtraces.la
+traces_libtraces_la_SOURCES = traces/trace.c
+traces_libtraces_la_CFLAGS = $(AM_CFLAGS)
+# Convenience libraries never LIBADD each other; programs name the parts.
+traces_libtraces_la_LIBADD = $(ZLIB_LIBS) $(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) -lm
+nobase_moekitinclude_HEADERS += traces/trace.h
+libmoekit_la_LIBADD += traces/libtraces.la
+
+include traces/gen.mk
