@@ -1,1 +1,18 @@
-# sim/: see DESIGN.md.  Filled by its issue; adds to the lists of the top Makefile.am.
+# sim/: the simulator: event engine, topology, flow-level network,
+# all-to-all collectives, expert placement, compute and step models.
+noinst_LTLIBRARIES += sim/libsim.la
+sim_libsim_la_SOURCES = \
+	sim/engine.c
+sim_libsim_la_LIBADD = $(GSL_LIBS) -lm
+nobase_moekitinclude_HEADERS += \
+	sim/engine.h
+libmoekit_la_LIBADD += sim/libsim.la
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_sim
+TESTS += tests/check_sim
+tests_check_sim_SOURCES = tests/check_sim.c
+tests_check_sim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_sim_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) \
+	$(BLAS_LIBS) -lm
+endif
