@@ -17,8 +17,14 @@ endif
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_route
-TESTS += tests/check_route
+TESTS += tests/check_route tests/route_ref.sh
+EXTRA_DIST += tests/route_ref.sh tests/route_ref.py
 tests_check_route_SOURCES = tests/check_route.c
 tests_check_route_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_route_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif
+
+EXTRA_PROGRAMS += bench/bench_route
+BENCHMARKS += bench/bench_route
+bench_bench_route_SOURCES = bench/bench_route.c
+bench_bench_route_LDADD = moe/libmoe.la $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm

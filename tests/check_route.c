@@ -12,6 +12,7 @@
 #include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -601,10 +602,168 @@ static Suite *route_suite(void)
 	return s;
 }
 
-int main(void)
+/* ---- dump mode, for tests/route_ref.sh ----
+ *
+ *   check_route dump LOGITS N E OUT [key=value ...]
+ *
+ * routes the [N x E] float32 logits in the raw file LOGITS under the policy
+ * given by the keys (kind k norm scaling groups gpt topn nodes max_nodes
+ * node_of=a,b,... cf overflow top_p bias=FILE) and writes OUT.ids (int32
+ * [N x k]), OUT.w (float32 [N x k]), OUT.load and OUT.dropped (uint64 [E]).
+ * Exit 0, or 1 with a message. */
+
+static int read_raw(const char *path, void *buf, size_t bytes)
 {
-	SRunner *sr = srunner_create(route_suite());
+	FILE *f = fopen(path, "rb");
+	size_t got;
+
+	if (!f)
+		return -1;
+	got = fread(buf, 1, bytes, f);
+	fclose(f);
+	return got == bytes ? 0 : -1;
+}
+
+static int write_raw(const char *prefix, const char *ext, const void *buf, size_t bytes)
+{
+	char path[4096];
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof path, "%s.%s", prefix, ext);
+	f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	ok = fwrite(buf, 1, bytes, f) == bytes;
+	return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+static int dump_main(int argc, char **argv)
+{
+	size_t n, e;
+	float *l = NULL, *w = NULL, *bias = NULL;
+	int32_t *ids = NULL;
+	int *node_of = NULL;
+	uint64_t *load = NULL, *dropped = NULL;
+	struct moe_route_policy p;
+	struct moe_route_workspace *ws = NULL;
+	struct moe_route_out out;
+	int rc = 1;
+	const char *bad_arg = "";
+
+	if (argc < 6) {
+		fprintf(stderr, "usage: check_route dump LOGITS N E OUT [key=value ...]\n");
+		return 1;
+	}
+	n = strtoul(argv[3], NULL, 10);
+	e = strtoul(argv[4], NULL, 10);
+	if (n < 1 || e < 1 || e > 65536 || n > (1u << 24)) {
+		fprintf(stderr, "check_route dump: bad N or E\n");
+		return 1;
+	}
+	moe_route_policy_init(&p, (int)e, 1);
+	l = malloc(n * e * sizeof *l);
+	bias = malloc(e * sizeof *bias);
+	node_of = malloc(e * sizeof *node_of);
+	load = malloc(e * sizeof *load);
+	dropped = malloc(e * sizeof *dropped);
+	if (!l || !bias || !node_of || !load || !dropped || read_raw(argv[2], l, n * e * 4)) {
+		fprintf(stderr, "check_route dump: %s: cannot read %zu x %zu floats\n", argv[2], n, e);
+		goto out;
+	}
+	for (int i = 6; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		const char *v;
+
+		bad_arg = argv[i];
+		if (!eq)
+			goto bad;
+		*eq = 0;
+		v = eq + 1;
+		if (!strcmp(argv[i], "kind")) {
+			if (!moe_route_kind_parse(v, &p.kind))
+				goto bad;
+		} else if (!strcmp(argv[i], "overflow")) {
+			if (!moe_route_overflow_parse(v, &p.overflow))
+				goto bad;
+		} else if (!strcmp(argv[i], "k")) {
+			p.k = atoi(v);
+		} else if (!strcmp(argv[i], "norm")) {
+			p.norm = atoi(v);
+		} else if (!strcmp(argv[i], "scaling")) {
+			p.scaling = atof(v);
+		} else if (!strcmp(argv[i], "groups")) {
+			p.groups = atoi(v);
+		} else if (!strcmp(argv[i], "gpt")) {
+			p.groups_per_token = atoi(v);
+		} else if (!strcmp(argv[i], "topn")) {
+			p.group_topn = atoi(v);
+		} else if (!strcmp(argv[i], "nodes")) {
+			p.nodes = atoi(v);
+		} else if (!strcmp(argv[i], "max_nodes")) {
+			p.max_nodes = atoi(v);
+		} else if (!strcmp(argv[i], "cf")) {
+			p.capacity_factor = atof(v);
+		} else if (!strcmp(argv[i], "top_p")) {
+			p.top_p = atof(v);
+		} else if (!strcmp(argv[i], "bias")) {
+			if (read_raw(v, bias, e * sizeof *bias))
+				goto bad;
+			p.bias = bias;
+		} else if (!strcmp(argv[i], "node_of")) {
+			char *end = (char *)v;
+
+			for (size_t j = 0; j < e; j++) {
+				node_of[j] = (int)strtol(end, &end, 10);
+				if (*end == ',')
+					end++;
+			}
+			p.node_of = node_of;
+		} else {
+			goto bad;
+		}
+	}
+	ids = malloc(n * (size_t)p.k * sizeof *ids);
+	w = malloc(n * (size_t)p.k * sizeof *w);
+	if (!ids || !w)
+		goto out;
+	out = (struct moe_route_out){ids, w, load, dropped, 0, 0};
+	if (moe_route_workspace_alloc(&p, n, &ws) != MOE_OK ||
+	    moe_route_batch(&p, ws, l, n, &out) != MOE_OK) {
+		fprintf(stderr, "check_route dump: %s\n", moe_errmsg());
+		goto out;
+	}
+	if (write_raw(argv[5], "ids", ids, n * (size_t)p.k * sizeof *ids) ||
+	    write_raw(argv[5], "w", w, n * (size_t)p.k * sizeof *w) ||
+	    write_raw(argv[5], "load", load, e * sizeof *load) ||
+	    write_raw(argv[5], "dropped", dropped, e * sizeof *dropped)) {
+		fprintf(stderr, "check_route dump: cannot write %s.*\n", argv[5]);
+		goto out;
+	}
+	rc = 0;
+	goto out;
+bad:
+	fprintf(stderr, "check_route dump: bad option '%s'\n", bad_arg);
+out:
+	moe_route_workspace_free(ws);
+	free(l);
+	free(w);
+	free(ids);
+	free(bias);
+	free(node_of);
+	free(load);
+	free(dropped);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	SRunner *sr;
 	int failed;
+
+	if (argc > 1 && strcmp(argv[1], "dump") == 0)
+		return dump_main(argc, argv);
+	sr = srunner_create(route_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
