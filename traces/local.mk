@@ -9,4 +9,13 @@ traces_libtraces_la_LIBADD = $(ZLIB_LIBS) $(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_
 nobase_moekitinclude_HEADERS += traces/trace.h
 libmoekit_la_LIBADD += traces/libtraces.la
 
+if HAVE_CHECK
+check_PROGRAMS += tests/check_traces
+TESTS += tests/check_traces
+tests_check_traces_SOURCES = tests/check_traces.c
+tests_check_traces_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_traces_LDADD = traces/libtraces.la moe/libmoe.la $(CHECK_LIBS) $(ZLIB_LIBS) \
+	$(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+endif
+
 include traces/gen.mk
