@@ -21,8 +21,11 @@ struct moe_route_workspace {
 	float *noisy;       /* [E] logits + noise */
 	float *key;         /* [E] selection keys (the token's row of keys_all for reroute) */
 	float *prob;        /* [E] probabilities */
-	float *topv;        /* [k] keys of the current top-k, descending */
-	int *topi;          /* [k] their experts */
+	float *topv;        /* [k + 1] keys of the top-k, descending (+1: a sink slot) */
+	int *topi;          /* [k + 1] their experts */
+	float *colmax;      /* [k] column maxima for the selection threshold */
+	float *cv;          /* [E rounded up to 8, + 8] candidate keys, padded with -inf */
+	int *ci;            /* [E + 8] candidate experts */
 	int nsets;          /* max(groups, nodes) */
 	float *set_best;    /* [nsets x topn] best keys per group or node */
 	int *set_cnt;       /* [nsets] how many of set_best are filled */
@@ -183,6 +186,9 @@ void moe_route_workspace_free(struct moe_route_workspace *w)
 	free(w->prob);
 	free(w->topv);
 	free(w->topi);
+	free(w->colmax);
+	free(w->cv);
+	free(w->ci);
 	free(w->set_best);
 	free(w->set_cnt);
 	free(w->set_score);
@@ -219,14 +225,17 @@ enum moe_status moe_route_workspace_alloc(const struct moe_route_policy *p, size
 	w->noisy = malloc(e * sizeof *w->noisy);
 	w->key = malloc(e * sizeof *w->key);
 	w->prob = malloc(e * sizeof *w->prob);
-	w->topv = malloc((size_t)p->k * sizeof *w->topv);
-	w->topi = malloc((size_t)p->k * sizeof *w->topi);
+	w->topv = malloc((size_t)(p->k + 1) * sizeof *w->topv);
+	w->topi = malloc((size_t)(p->k + 1) * sizeof *w->topi);
+	w->colmax = aligned_alloc(16, (size_t)((p->k + 3) & ~3) * sizeof *w->colmax);
+	w->cv = malloc((e + 16) * sizeof *w->cv);
+	w->ci = malloc((e + 16) * sizeof *w->ci);
 	w->set_best = malloc((size_t)w->nsets * (size_t)w->topn * sizeof *w->set_best);
 	w->set_cnt = malloc((size_t)w->nsets * sizeof *w->set_cnt);
 	w->set_score = malloc((size_t)w->nsets * sizeof *w->set_score);
 	w->set_keep = malloc((size_t)w->nsets);
 	w->count = malloc(e * sizeof *w->count);
-	if (!w->noisy || !w->key || !w->prob || !w->topv || !w->topi || !w->set_best ||
+	if (!w->noisy || !w->key || !w->prob || !w->topv || !w->topi || !w->colmax || !w->cv || !w->ci || !w->set_best ||
 	    !w->set_cnt || !w->set_score || !w->set_keep || !w->count)
 		goto err;
 	if (w->overflow == MOE_ROUTE_REROUTE && max_tokens > 0) {
@@ -259,27 +268,133 @@ size_t moe_route_capacity(const struct moe_route_policy *p, size_t n)
 	return (size_t)c;
 }
 
-/* Inserts (v, i) into the descending list v[0..*c-1] of at most cap entries.
- * Strict comparisons keep an earlier (lower) id ahead of an equal key, which
- * is the documented tie-break, since experts are offered in id order. */
-static inline void top_insert(float *tv, int *ti, int *c, int cap, float v, int i)
-{
-	int j = *c;
+#if defined(__GNUC__) || defined(__clang__)
+/* GCC and clang vector extensions, 16 bytes (SSE2 on x86-64, NEON on ARM):
+ * the compiler's auto-vectorizer leaves these loops scalar at -O2, and
+ * wider vectors get scalarized on a baseline x86-64 build. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define ROUTE_VECTOR 1
 
-	if (j == cap) {
-		if (!(v > tv[cap - 1]))
-			return;
-		j = cap - 1;
+/* Lane-wise a > b ? a : b (MAXPS on x86; the vector ?: is C++ only). */
+static inline v4f vmax4(v4f a, v4f b)
+{
+	v4i gt = a > b, ai, bi;
+
+	memcpy(&ai, &a, sizeof ai);
+	memcpy(&bi, &b, sizeof bi);
+	ai = (ai & gt) | (bi & ~gt);
+	memcpy(&a, &ai, sizeof a);
+	return a;
+}
+#endif
+
+/* How many of cv[0..mpad-1] beat cv[a] = va: greater, or equal at a lower
+ * index.  mpad is a multiple of 8; the padding is -inf and beats nothing.
+ * Counts greater and equal keys in vectors; only when another key equals va
+ * (rare with real logits) does a scalar pass count the lower equal ones. */
+static inline int rank_of(const float *cv, int mpad, int a, float va)
+{
+	int gt = 0, eq = 0;
+
+#ifdef ROUTE_VECTOR
+	const v4f vva = {va, va, va, va};
+	v4i agt = {0, 0, 0, 0}, aeq = {0, 0, 0, 0};
+
+	for (int b0 = 0; b0 < mpad; b0 += 4) {
+		v4f vb;
+
+		memcpy(&vb, cv + b0, sizeof vb);
+		agt += vb > vva; /* -1 where true */
+		aeq += vb == vva;
+	}
+	gt = -(agt[0] + agt[1] + agt[2] + agt[3]);
+	eq = -(aeq[0] + aeq[1] + aeq[2] + aeq[3]);
+#else
+	for (int b = 0; b < mpad; b++) {
+		gt += cv[b] > va;
+		eq += cv[b] == va;
+	}
+#endif
+	if (eq > 1) /* itself and at least one tie */
+		for (int b = 0; b < a; b++)
+			gt += cv[b] == va;
+	return gt;
+}
+
+/* Partial top-k selection without a sort and with few unpredictable
+ * branches (branch misses, not comparisons, were the cost of a plain
+ * insertion into a sorted k-list).  1. A threshold: split the experts into k
+ * columns (expert i in column i mod k) and take T = the least column
+ * maximum; each column holds an element >= T, so at least k keys are >= T
+ * and every key of the top-k is >= T.  2. Candidates: the keys >= T (and not
+ * -inf), gathered without branches (about 2k of E for random keys).  3. The
+ * rank of each candidate = how many candidates beat it (greater, or equal
+ * with a lower id: the tie-break), counted in fixed blocks of 8 that the
+ * compiler vectorizes; ranks below k are written to their slot.  Returns
+ * the number of slots filled, min(k, allowed experts). */
+static int select_topk(struct moe_route_workspace *w, const float *key, int e, int k, float *tv,
+		       int *ti, int limits)
+{
+	float *cm = w->colmax, *cv = w->cv;
+	int *ci = w->ci;
+	float thr;
+	int m = 0, base, mpad, c = k;
+
+#ifdef ROUTE_VECTOR
+	/* c = k rounded up to 4 columns (still >= k, so still a valid bound) */
+	if (((k + 3) & ~3) <= e) {
+		v4f *cm4 = (v4f *)(void *)cm;
+
+		c = (k + 3) & ~3;
+		for (int j = 0; j < c; j += 4)
+			memcpy(&cm4[j / 4], key + j, sizeof(v4f));
+		for (base = c; base + c <= e; base += c)
+			for (int j = 0; j < c; j += 4) {
+				v4f x;
+
+				memcpy(&x, key + base + j, sizeof x);
+				cm4[j / 4] = vmax4(x, cm4[j / 4]);
+			}
+	} else
+#endif
+	{
+		for (int j = 0; j < k; j++)
+			cm[j] = key[j];
+		for (base = k; base + k <= e; base += k)
+			for (int j = 0; j < k; j++)
+				cm[j] = key[base + j] > cm[j] ? key[base + j] : cm[j];
+	}
+	for (int i = base; i < e; i++)
+		cm[i - base] = key[i] > cm[i - base] ? key[i] : cm[i - base];
+	thr = cm[0];
+	for (int j = 1; j < c; j++)
+		thr = cm[j] < thr ? cm[j] : thr;
+	if (limits) {
+		for (int i = 0; i < e; i++) {
+			cv[m] = key[i];
+			ci[m] = i;
+			m += (key[i] >= thr) & (key[i] != -INFINITY);
+		}
 	} else {
-		(*c)++;
+		for (int i = 0; i < e; i++) {
+			cv[m] = key[i];
+			ci[m] = i;
+			m += key[i] >= thr;
+		}
 	}
-	while (j > 0 && v > tv[j - 1]) {
-		tv[j] = tv[j - 1];
-		ti[j] = ti[j - 1];
-		j--;
+	mpad = (m + 7) & ~7;
+	for (int i = m; i < mpad; i++)
+		cv[i] = -INFINITY;
+	for (int a = 0; a < m; a++) {
+		const float va = cv[a];
+		int r = rank_of(cv, mpad, a, va), dst;
+
+		dst = r < k ? r : k; /* slot k is a sink */
+		tv[dst] = va;
+		ti[dst] = ci[a];
 	}
-	tv[j] = v;
-	ti[j] = i;
+	return m < k ? m : k;
 }
 
 /* Group or node limit: each set's score is the sum of its topn largest
@@ -374,8 +489,24 @@ static void softmax(const float *x, int e, float *out)
 static int first_nonfinite(const float *l, int e)
 {
 	uint32_t bad = 0;
+	int i = 0;
 
-	for (int i = 0; i < e; i++) {
+#ifdef ROUTE_VECTOR
+	{
+		typedef uint32_t v4u __attribute__((vector_size(16)));
+		const v4u ex = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
+		v4u acc = {0, 0, 0, 0};
+
+		for (; i + 4 <= e; i += 4) {
+			v4u u;
+
+			memcpy(&u, l + i, sizeof u);
+			acc |= (v4u)((u & ex) == ex);
+		}
+		bad = acc[0] | acc[1] | acc[2] | acc[3];
+	}
+#endif
+	for (; i < e; i++) {
 		uint32_t u;
 
 		memcpy(&u, &l[i], sizeof u);
@@ -383,9 +514,9 @@ static int first_nonfinite(const float *l, int e)
 	}
 	if (!bad)
 		return -1;
-	for (int i = 0; i < e; i++)
-		if (!isfinite(l[i]))
-			return i;
+	for (int j = 0; j < e; j++)
+		if (!isfinite(l[j]))
+			return j;
 	return -1;
 }
 
@@ -437,17 +568,7 @@ static void route_token(const struct moe_route_policy *p, struct moe_route_works
 	if (p->node_of)
 		limit_sets(w, keyrow, p->node_of, p->nodes, p->max_nodes);
 	/* 3. top-k by key; excluded experts (-inf) are never offered */
-	if (limits) {
-		for (int i = 0; i < e; i++)
-			if (key[i] != -INFINITY)
-				top_insert(tv, ti, &c, k, key[i], i);
-	} else {
-		for (int i = 0; i < k; i++)
-			top_insert(tv, ti, &c, k, key[i], i);
-		for (int i = k; i < e; i++)
-			if (key[i] > tv[k - 1])
-				top_insert(tv, ti, &c, k, key[i], i);
-	}
+	c = select_topk(w, key, e, k, tv, ti, limits);
 	m = c;
 	/* 4. weights from unnoised, unbiased scores */
 	switch (p->kind) {
