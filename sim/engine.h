@@ -8,7 +8,7 @@
  *
  *     SIM_TIME_EPS_REL * max(|a|, |b|) + SIM_TIME_EPS_ABS
  *
- * (1e-9 relative, 1e-15 s absolute).  For a 10 ms all-to-all that is 10 ps,
+ * (1e-12 relative, 1e-15 s absolute).  For a 10 ms all-to-all that is 10 fs,
  * far below anything the model claims to resolve, and it is what lets
  * flows that finish "together" be processed as one event (sim/net.h).
  *
@@ -37,7 +37,7 @@
 #include <stdint.h>
 #include "moe/error.h"
 
-#define SIM_TIME_EPS_REL 1e-9
+#define SIM_TIME_EPS_REL 1e-12
 #define SIM_TIME_EPS_ABS 1e-15
 
 /* 1 when times a and b (seconds) are equal within the tolerance above. */

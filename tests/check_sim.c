@@ -5,6 +5,8 @@
 #include "moe/error.h"
 #include "moe/model.h"
 #include "sim/engine.h"
+#include "sim/net.h"
+#include "sim/topo.h"
 
 #include <check.h>
 #include <math.h>
@@ -75,9 +77,490 @@ END_TEST
 START_TEST(time_tolerance)
 {
 	ck_assert(sim_time_same(1e-3, 1e-3 * (1 + 1e-12)));
-	ck_assert(!sim_time_same(1e-3, 1e-3 * (1 + 1e-6)));
+	ck_assert(!sim_time_same(1e-3, 1e-3 * (1 + 1e-9)));
 	ck_assert(sim_time_same(0, 1e-16));
 	ck_assert(!sim_time_same(0, 1e-12));
+}
+END_TEST
+
+
+/* ---- helpers ---- */
+
+/* A cluster without presets: G GPUs per node on NVSwitch, one NIC per
+ * GPU, numbers chosen so the closed forms are not round. */
+static struct moe_cluster cluster(int nodes, int G, int nics, enum moe_intra_kind intra,
+				  enum moe_fabric_kind fabric)
+{
+	struct moe_cluster c;
+
+	memset(&c, 0, sizeof c);
+	snprintf(c.name, sizeof c.name, "test");
+	c.nodes = nodes;
+	c.gpus_per_node = G;
+	c.flops_bf16 = 989e12;
+	c.hbm_bytes = 80e9;
+	c.hbm_Bps = 3.35e12;
+	c.launch_s = 5e-6;
+	c.compute_efficiency = 0.7;
+	c.intra = intra;
+	c.intra_Bps = 450e9;
+	c.intra_lat_s = 3e-6;
+	c.intra_efficiency = 0.8;
+	c.nics = nics;
+	c.nic_Bps = 50e9;
+	c.nic_lat_s = 5e-6;
+	c.nic_efficiency = 0.9;
+	c.fabric = fabric;
+	c.oversubscription = 1;
+	c.switch_lat_s = 0.5e-6;
+	c.nodes_per_leaf = 2;
+	return c;
+}
+
+static void assert_rel(double got, double want, double rel)
+{
+	ck_assert_msg(fabs(got - want) <= rel * fabs(want), "got %.17g, want %.17g (rel %.3g)", got,
+		      want, fabs(got - want) / fabs(want));
+}
+
+/* ---- topology ---- */
+
+START_TEST(topo_routes_rail)
+{
+	struct moe_cluster c = cluster(4, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_topo *t;
+	struct sim_path p;
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	/* 2 x 32 GPU ports, 2 x 32 NIC ports, 2 groups x 8 rails leaves x 2 uplinks x 2 */
+	ck_assert_int_eq(t->leaves, 16);
+	ck_assert_int_eq(t->uplinks, 2);
+	ck_assert_int_eq(t->nlinks, 64 + 64 + 64);
+	/* inside a node */
+	ck_assert_int_eq(sim_topo_route(t, 1, 6, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 2);
+	ck_assert_str_eq(t->links[p.link[0]].name, "n0.g1.nvl.up");
+	ck_assert_str_eq(t->links[p.link[1]].name, "n0.g6.nvl.down");
+	ck_assert_double_eq_tol(p.lat_s, 3e-6, 1e-18);
+	ck_assert_double_eq_tol(t->links[p.link[0]].bw_Bps, 360e9, 1e-3);
+	/* same rail, same group of 2 nodes: one leaf */
+	ck_assert_int_eq(sim_topo_route(t, 3, 11, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 2);
+	ck_assert_str_eq(t->links[p.link[0]].name, "n0.nic3.up");
+	ck_assert_str_eq(t->links[p.link[1]].name, "n1.nic3.down");
+	ck_assert_double_eq_tol(p.lat_s, 5.5e-6, 1e-18);
+	ck_assert_double_eq_tol(t->links[p.link[0]].bw_Bps, 45e9, 1e-3);
+	/* cross rail: through a spine, 3 switch hops */
+	ck_assert_int_eq(sim_topo_route(t, 3, 12, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 4);
+	ck_assert_str_eq(t->links[p.link[3]].name, "n1.nic4.down");
+	ck_assert_int_eq(t->links[p.link[1]].kind, SIM_LINK_SWITCH);
+	ck_assert_double_eq_tol(p.lat_s, 6.5e-6, 1e-18);
+	/* same rail, other group */
+	ck_assert_int_eq(sim_topo_route(t, 3, 27, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 4);
+	ck_assert_int_eq(sim_topo_route(t, 5, 5, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 0);
+	ck_assert_int_eq(sim_topo_route(t, 5, 32, &p), MOE_EINVAL);
+	ck_assert_int_eq(sim_topo_route(t, -1, 3, &p), MOE_EINVAL);
+	ck_assert_int_eq(sim_topo_link_find(t, "n1.nic3.down"), 64 + 2 * 11 + 1);
+	ck_assert_int_eq(sim_topo_link_find(t, "nope"), -1);
+	sim_topo_free(t);
+	sim_topo_free(NULL);
+}
+END_TEST
+
+START_TEST(topo_fat_tree_oversubscription_and_spray)
+{
+	struct moe_cluster c = cluster(8, 4, 2, MOE_INTRA_PCIE, MOE_FABRIC_FAT_TREE);
+	struct sim_topo *t;
+	struct sim_path p;
+	double up = 0;
+
+	c.nodes_per_leaf = 4;
+	c.oversubscription = 2;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_eq(t->leaves, 2);
+	ck_assert_int_eq(t->uplinks, 4); /* 4 nodes x 2 NICs / 2 */
+	for (int s = 0; s < t->uplinks; s++)
+		up += t->links[t->base_leaf + 2 * s].bw_Bps;
+	assert_rel(up, 4 * 2 * 45e9 / 2, 1e-12);
+	/* PCIe: GPU 0 and 3 are under different switches (NIC 0 and NIC 1) */
+	ck_assert_int_eq(sim_topo_route(t, 0, 3, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 4);
+	ck_assert_str_eq(t->links[p.link[1]].name, "n0.psw0.up");
+	ck_assert_str_eq(t->links[p.link[2]].name, "n0.psw1.down");
+	ck_assert_int_eq(sim_topo_route(t, 0, 1, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 2);
+	/* across leaves: gpu pcie, nic, leaf up, leaf down, nic, gpu pcie */
+	ck_assert_int_eq(sim_topo_route(t, 0, 31, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 6);
+	ck_assert_str_eq(t->links[p.link[1]].name, "n0.nic0.up");
+	ck_assert_str_eq(t->links[p.link[4]].name, "n7.nic1.down");
+	sim_topo_free(t);
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_SPRAY, &t), MOE_OK);
+	ck_assert_int_eq(t->uplinks, 1);
+	assert_rel(t->links[t->base_leaf].bw_Bps, 4 * 2 * 45e9 / 2, 1e-12);
+	sim_topo_free(t);
+}
+END_TEST
+
+START_TEST(topo_errors_and_slowdowns)
+{
+	struct moe_cluster c = cluster(2, 8, 8, MOE_INTRA_NVLINK_MESH, MOE_FABRIC_NONBLOCKING);
+	struct sim_topo *t;
+	struct sim_path p;
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_eq(sim_topo_route(t, 2, 5, &p), MOE_OK);
+	ck_assert_int_eq(p.n, 1);
+	ck_assert_str_eq(t->links[p.link[0]].name, "n0.g2.nvl.g5");
+	assert_rel(t->links[p.link[0]].bw_Bps, 360e9 / 7, 1e-12);
+	ck_assert_int_eq(sim_topo_slow_link(t, p.link[0], 4), MOE_OK);
+	assert_rel(t->links[p.link[0]].bw_Bps, 90e9 / 7, 1e-12);
+	ck_assert_int_eq(sim_topo_slow_link(t, t->nlinks, 2), MOE_EINVAL);
+	ck_assert_int_eq(sim_topo_slow_link(t, 0, 0), MOE_EINVAL);
+	ck_assert_int_eq(sim_topo_slow_gpu(t, 3, 1.5), MOE_OK);
+	ck_assert_double_eq(t->gpu_slowdown[3], 1.5);
+	ck_assert_int_eq(sim_topo_slow_gpu(t, 16, 1.5), MOE_EINVAL);
+	sim_topo_free(t);
+	c.intra_Bps = 0;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "intra.bw"));
+	c = cluster(2, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
+	c.nic_Bps = -1;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "nic.bw"));
+	c = cluster(2, 8, 0, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_EINVAL);
+}
+END_TEST
+
+/* ---- network: closed forms ---- */
+
+START_TEST(net_one_flow)
+{
+	struct moe_cluster c = cluster(2, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_path p;
+	int f;
+	double B = 123456789.0;
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(t, 0, &n), MOE_OK);
+	sim_topo_route(t, 2, 10, &p);
+	ck_assert_int_eq(sim_net_add(n, &p, B, 1e-3, 7, &f), MOE_OK);
+	ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+	assert_rel(sim_net_flow_end(n, f), 1e-3 + 5.5e-6 + B / 45e9, 1e-9);
+	assert_rel(sim_net_link_bytes(n, p.link[0]), B, 1e-15);
+	assert_rel(sim_net_link_rate_integral(n, p.link[1]), B, 1e-9);
+	assert_rel(sim_net_link_busy(n, p.link[1]), B / 45e9, 1e-9);
+	/* errors */
+	ck_assert_int_eq(sim_net_add(n, &p, -1, 1, 0, NULL), MOE_EINVAL);
+	ck_assert_int_eq(sim_net_add(n, &p, NAN, 1, 0, NULL), MOE_EINVAL);
+	ck_assert_int_eq(sim_net_add(n, &p, 1, 0, 0, NULL), MOE_EINVAL); /* in the past */
+	p.link[0] = t->nlinks;
+	ck_assert_int_eq(sim_net_add(n, &p, 1, 1, 0, NULL), MOE_EINVAL);
+	sim_net_free(n);
+	sim_net_free(NULL);
+	sim_topo_free(t);
+}
+END_TEST
+
+START_TEST(net_n_flows_one_link)
+{
+	struct moe_cluster c = cluster(1, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_path p;
+	double B = 98765432.1;
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(t, 0, &n), MOE_OK);
+	/* 7 GPUs send to GPU 0: its down port (360 GB/s) is shared 7 ways */
+	for (int s = 1; s < 8; s++) {
+		sim_topo_route(t, s, 0, &p);
+		ck_assert_int_eq(sim_net_add(n, &p, B, 0, s, NULL), MOE_OK);
+	}
+	ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+	for (int f = 0; f < 7; f++)
+		assert_rel(sim_net_flow_end(n, f), 3e-6 + 7 * B / 360e9, 1e-9);
+	assert_rel(sim_net_now(n), 3e-6 + 7 * B / 360e9, 1e-9);
+	ck_assert_uint_eq(sim_net_stats(n)->events, 2); /* one start, one end */
+	sim_net_free(n);
+	sim_topo_free(t);
+}
+END_TEST
+
+/* Every GPU sends B to every other GPU of 4 nodes x 4 GPUs.  Intra-node
+ * flows use only NVSwitch ports (3 per port), network flows only NICs (12
+ * per NIC), so each class ends at lat + count x B / bw. */
+static void uniform_all_to_all(enum moe_fabric_kind fabric, enum sim_multipath mp)
+{
+	struct moe_cluster c = cluster(4, 4, 4, MOE_INTRA_NVSWITCH, fabric);
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_path p;
+	double B = 7654321.0, inter_lat;
+	int f = 0;
+
+	/* same-leaf and cross-leaf routes differ by two switch hops; with
+	 * latencies that differ the flows would not start together */
+	if (fabric != MOE_FABRIC_NONBLOCKING)
+		c.switch_lat_s = 0;
+	ck_assert_int_eq(sim_topo_new(&c, mp, &t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(t, 0, &n), MOE_OK);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++)
+			if (s != d) {
+				sim_topo_route(t, s, d, &p);
+				ck_assert_int_eq(sim_net_add(n, &p, B, 0, 0, NULL), MOE_OK);
+			}
+	ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++) {
+			if (s == d)
+				continue;
+			if (s / 4 == d / 4) {
+				assert_rel(sim_net_flow_end(n, f), 3e-6 + 3 * B / 360e9, 1e-9);
+			} else {
+				sim_topo_route(t, s, d, &p);
+				inter_lat = p.lat_s;
+				assert_rel(sim_net_flow_end(n, f), inter_lat + 12 * B / 45e9, 1e-9);
+			}
+			f++;
+		}
+	sim_net_free(n);
+	sim_topo_free(t);
+}
+
+START_TEST(net_uniform_all_to_all)
+{
+	uniform_all_to_all(MOE_FABRIC_NONBLOCKING, SIM_MULTIPATH_ECMP);
+	/* a non-oversubscribed fat tree with spraying is as good as non-blocking */
+	uniform_all_to_all(MOE_FABRIC_FAT_TREE, SIM_MULTIPATH_SPRAY);
+}
+END_TEST
+
+/* ---- network: fairness against an independent solver ---- */
+
+/* Textbook progressive filling, written for clarity: raise every unfrozen
+ * flow by the largest common increment, freeze the flows of links that
+ * filled up, repeat.  O(rounds x flows x links). */
+static void simple_maxmin(int nl, const double *cap, int nf, const int (*path)[SIM_PATH_MAX],
+			  const int *plen, const int *active, double *rate)
+{
+	int frozen[64];
+	double used[16];
+
+	for (int f = 0; f < nf; f++) {
+		rate[f] = 0;
+		frozen[f] = !active[f];
+	}
+	for (;;) {
+		double inc = INFINITY;
+		int any = 0;
+		for (int l = 0; l < nl; l++) {
+			int cnt = 0;
+			used[l] = 0;
+			for (int f = 0; f < nf; f++)
+				for (int k = 0; k < plen[f]; k++)
+					if (path[f][k] == l && active[f]) {
+						used[l] += rate[f];
+						cnt += !frozen[f];
+					}
+			if (cnt > 0 && (cap[l] - used[l]) / cnt < inc)
+				inc = (cap[l] - used[l]) / cnt;
+		}
+		for (int f = 0; f < nf; f++)
+			if (!frozen[f]) {
+				rate[f] += inc;
+				any = 1;
+			}
+		if (!any)
+			break;
+		for (int l = 0; l < nl; l++) {
+			double u = 0;
+			for (int f = 0; f < nf; f++)
+				for (int k = 0; k < plen[f]; k++)
+					if (path[f][k] == l && active[f])
+						u += rate[f];
+			if (u >= cap[l] * (1 - 1e-12))
+				for (int f = 0; f < nf; f++)
+					for (int k = 0; k < plen[f]; k++)
+						if (path[f][k] == l)
+							frozen[f] = 1;
+		}
+	}
+}
+
+START_TEST(net_maxmin_random_against_simple_solver)
+{
+	unsigned s = 2024;
+	for (int trial = 0; trial < 60; trial++) {
+		struct sim_link links[16];
+		struct sim_topo t;
+		struct sim_net *n;
+		struct sim_path p;
+		int nl = 2 + trial % 6, nf = 1 + (trial * 7) % 20;
+		int path[64][SIM_PATH_MAX], plen[64], active[64];
+		double cap[16], bytes[64], rate[64], rem[64], end[64], now = 0;
+		int left;
+
+		memset(&t, 0, sizeof t);
+		memset(links, 0, sizeof links);
+		for (int l = 0; l < nl; l++) {
+			s = s * 1103515245u + 12345u;
+			cap[l] = links[l].bw_Bps = 1e9 * (1 + (s >> 16) % 1000) / 7.0;
+		}
+		t.nlinks = nl;
+		t.links = links;
+		ck_assert_int_eq(sim_net_new(&t, 4, &n), MOE_OK); /* forces growth */
+		for (int f = 0; f < nf; f++) {
+			s = s * 1103515245u + 12345u;
+			p.n = 1 + (int)((s >> 16) % 3);
+			p.lat_s = 0;
+			for (int k = 0; k < p.n; k++) {
+				int l;
+				s = s * 1103515245u + 12345u;
+				l = (int)((s >> 16) % (unsigned)nl);
+				/* distinct links on a path */
+				for (int j = 0; j < k; j++)
+					if (p.link[j] == l) {
+						l = -1;
+						break;
+					}
+				if (l < 0) {
+					p.n = k;
+					break;
+				}
+				p.link[k] = l;
+			}
+			if (p.n == 0) {
+				p.n = 1;
+				p.link[0] = f % nl;
+			}
+			s = s * 1103515245u + 12345u;
+			bytes[f] = 1e6 * (1 + (s >> 16) % 5000);
+			plen[f] = p.n;
+			memcpy(path[f], p.link, sizeof p.link);
+			ck_assert_int_eq(sim_net_add(n, &p, bytes[f], 0, f, NULL), MOE_OK);
+		}
+		ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+		/* the reference: a plain fluid simulation with the simple solver */
+		for (int f = 0; f < nf; f++) {
+			active[f] = 1;
+			rem[f] = bytes[f];
+		}
+		left = nf;
+		while (left > 0) {
+			double dt = INFINITY;
+			simple_maxmin(nl, cap, nf, (const int (*)[SIM_PATH_MAX])path, plen, active, rate);
+			for (int f = 0; f < nf; f++)
+				if (active[f] && rem[f] / rate[f] < dt)
+					dt = rem[f] / rate[f];
+			now += dt;
+			for (int f = 0; f < nf; f++) {
+				if (!active[f])
+					continue;
+				rem[f] -= rate[f] * dt;
+				if (rem[f] <= 1e-9 * bytes[f]) {
+					active[f] = 0;
+					end[f] = now;
+					left--;
+				}
+			}
+		}
+		for (int f = 0; f < nf; f++)
+			assert_rel(sim_net_flow_end(n, f), end[f], 1e-9);
+		/* conservation: per link, bytes of its flows = integral of its rate */
+		for (int l = 0; l < nl; l++) {
+			double b = 0;
+			for (int f = 0; f < nf; f++)
+				for (int k = 0; k < plen[f]; k++)
+					if (path[f][k] == l)
+						b += bytes[f];
+			assert_rel(sim_net_link_bytes(n, l) + 1, b + 1, 1e-12);
+			assert_rel(sim_net_link_rate_integral(n, l) + 1, b + 1, 1e-9);
+		}
+		sim_net_free(n);
+	}
+}
+END_TEST
+
+START_TEST(net_worked_example)
+{
+	/* the example of net.h: A 10 GB/s, B 4 GB/s; flows A, A+B, B */
+	struct sim_link links[2];
+	struct sim_topo t;
+	struct sim_net *n;
+	struct sim_path p = {0};
+
+	memset(&t, 0, sizeof t);
+	memset(links, 0, sizeof links);
+	links[0].bw_Bps = 10e9;
+	links[1].bw_Bps = 4e9;
+	t.nlinks = 2;
+	t.links = links;
+	ck_assert_int_eq(sim_net_new(&t, 0, &n), MOE_OK);
+	p.n = 1; p.link[0] = 0;
+	sim_net_add(n, &p, 80e9, 0, 1, NULL);
+	p.n = 2; p.link[0] = 0; p.link[1] = 1;
+	sim_net_add(n, &p, 2e9, 0, 2, NULL);
+	p.n = 1; p.link[0] = 1;
+	sim_net_add(n, &p, 4e9, 0, 3, NULL);
+	ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+	/* flow 2 (2 GB at 2 GB/s) ends at 1 s; flow 3 then runs at 4 GB/s:
+	 * 2 GB left, ends at 1.5 s; flow 1: 8 GB by 1 s, then 10 GB/s: 8 s */
+	assert_rel(sim_net_flow_end(n, 1), 1.0, 1e-12);
+	assert_rel(sim_net_flow_end(n, 2), 1.5, 1e-12);
+	assert_rel(sim_net_flow_end(n, 0), 8.2, 1e-12);
+	sim_net_free(n);
+}
+END_TEST
+
+struct chain {
+	const struct sim_topo *t;
+	int calls;
+	double last;
+};
+
+static void chain_done(void *user, struct sim_net *net, int flow, int64_t tag, double t_s)
+{
+	struct chain *ch = user;
+	struct sim_path p;
+
+	(void)flow;
+	ch->calls++;
+	ch->last = t_s;
+	if (tag < 3) {
+		sim_topo_route(ch->t, 0, 1, &p);
+		ck_assert_int_eq(sim_net_add(net, &p, 1e9, t_s, tag + 1, NULL), MOE_OK);
+	}
+}
+
+START_TEST(net_callbacks_chain_flows_deterministically)
+{
+	struct moe_cluster c = cluster(1, 2, 1, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_path p;
+	struct chain ch = {0};
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ch.t = t;
+	ck_assert_int_eq(sim_net_new(t, 0, &n), MOE_OK);
+	sim_topo_route(t, 0, 1, &p);
+	sim_net_add(n, &p, 1e9, 0, 0, NULL);
+	ck_assert_int_eq(sim_net_run(n, chain_done, &ch), MOE_OK);
+	ck_assert_int_eq(ch.calls, 4);
+	assert_rel(ch.last, 4 * (3e-6 + 1e9 / 360e9), 1e-12);
+	sim_net_reset(n);
+	ck_assert_double_eq(sim_net_now(n), 0);
+	ck_assert_int_eq(sim_net_flows(n), 0);
+	sim_net_free(n);
+	sim_topo_free(t);
 }
 END_TEST
 
@@ -85,11 +568,22 @@ static Suite *sim_suite(void)
 {
 	Suite *s = suite_create("sim");
 	TCase *core = tcase_create("core");
+	TCase *errors = tcase_create("errors");
 
 	tcase_add_test(core, queue_orders_by_time_then_insertion);
 	tcase_add_test(core, queue_random_against_sort);
 	tcase_add_test(core, time_tolerance);
+	tcase_add_test(core, topo_routes_rail);
+	tcase_add_test(core, topo_fat_tree_oversubscription_and_spray);
+	tcase_add_test(core, net_one_flow);
+	tcase_add_test(core, net_n_flows_one_link);
+	tcase_add_test(core, net_uniform_all_to_all);
+	tcase_add_test(core, net_maxmin_random_against_simple_solver);
+	tcase_add_test(core, net_worked_example);
+	tcase_add_test(core, net_callbacks_chain_flows_deterministically);
 	suite_add_tcase(s, core);
+	tcase_add_test(errors, topo_errors_and_slowdowns);
+	suite_add_tcase(s, errors);
 	return s;
 }
 
