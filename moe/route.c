@@ -23,6 +23,7 @@ struct moe_route_workspace {
 	float *prob;        /* [E] probabilities */
 	float *topv;        /* [k + 1] keys of the top-k, descending (+1: a sink slot) */
 	int *topi;          /* [k + 1] their experts */
+	float *sel;         /* [k] logits of the selected experts */
 	float *colmax;      /* [k] column maxima for the selection threshold */
 	float *cv;          /* [E rounded up to 8, + 8] candidate keys, padded with -inf */
 	int *ci;            /* [E + 8] candidate experts */
@@ -186,6 +187,7 @@ void moe_route_workspace_free(struct moe_route_workspace *w)
 	free(w->prob);
 	free(w->topv);
 	free(w->topi);
+	free(w->sel);
 	free(w->colmax);
 	free(w->cv);
 	free(w->ci);
@@ -227,6 +229,7 @@ enum moe_status moe_route_workspace_alloc(const struct moe_route_policy *p, size
 	w->prob = malloc(e * sizeof *w->prob);
 	w->topv = malloc((size_t)(p->k + 1) * sizeof *w->topv);
 	w->topi = malloc((size_t)(p->k + 1) * sizeof *w->topi);
+	w->sel = malloc((size_t)p->k * sizeof *w->sel);
 	w->colmax = aligned_alloc(16, (size_t)((p->k + 3) & ~3) * sizeof *w->colmax);
 	w->cv = malloc((e + 16) * sizeof *w->cv);
 	w->ci = malloc((e + 16) * sizeof *w->ci);
@@ -235,7 +238,7 @@ enum moe_status moe_route_workspace_alloc(const struct moe_route_policy *p, size
 	w->set_score = malloc((size_t)w->nsets * sizeof *w->set_score);
 	w->set_keep = malloc((size_t)w->nsets);
 	w->count = malloc(e * sizeof *w->count);
-	if (!w->noisy || !w->key || !w->prob || !w->topv || !w->topi || !w->colmax || !w->cv || !w->ci || !w->set_best ||
+	if (!w->noisy || !w->key || !w->prob || !w->topv || !w->topi || !w->sel || !w->colmax || !w->cv || !w->ci || !w->set_best ||
 	    !w->set_cnt || !w->set_score || !w->set_keep || !w->count)
 		goto err;
 	if (w->overflow == MOE_ROUTE_REROUTE && max_tokens > 0) {
@@ -268,7 +271,7 @@ size_t moe_route_capacity(const struct moe_route_policy *p, size_t n)
 	return (size_t)c;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(MOE_ROUTE_SCALAR)
 /* GCC and clang vector extensions, 16 bytes (SSE2 on x86-64, NEON on ARM):
  * the compiler's auto-vectorizer leaves these loops scalar at -O2, and
  * wider vectors get scalarized on a baseline x86-64 build. */
@@ -276,9 +279,17 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 #define ROUTE_VECTOR 1
 
-/* Lane-wise a > b ? a : b (MAXPS on x86; the vector ?: is C++ only). */
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Lane-wise a > b ? a : b: MAXPS on x86 (exactly this, NaN and -0 included);
+ * elsewhere by masks (the vector ?: is C++ only). */
 static inline v4f vmax4(v4f a, v4f b)
 {
+#ifdef __SSE2__
+	return (v4f)_mm_max_ps((__m128)a, (__m128)b);
+#else
 	v4i gt = a > b, ai, bi;
 
 	memcpy(&ai, &a, sizeof ai);
@@ -286,6 +297,7 @@ static inline v4f vmax4(v4f a, v4f b)
 	ai = (ai & gt) | (bi & ~gt);
 	memcpy(&a, &ai, sizeof a);
 	return a;
+#endif
 }
 #endif
 
@@ -299,17 +311,35 @@ static inline int rank_of(const float *cv, int mpad, int a, float va)
 
 #ifdef ROUTE_VECTOR
 	const v4f vva = {va, va, va, va};
-	v4i agt = {0, 0, 0, 0}, aeq = {0, 0, 0, 0};
 
-	for (int b0 = 0; b0 < mpad; b0 += 4) {
-		v4f vb;
+	if (mpad < 32768) {
+		/* both counts in one accumulator: greater in the low 16 bits,
+		 * equal in the high ones; one horizontal sum */
+		v4i acc = {0, 0, 0, 0};
+		int sum;
 
-		memcpy(&vb, cv + b0, sizeof vb);
-		agt += vb > vva; /* -1 where true */
-		aeq += vb == vva;
+		for (int b0 = 0; b0 < mpad; b0 += 4) {
+			v4f vb;
+
+			memcpy(&vb, cv + b0, sizeof vb);
+			acc += (vb > vva) + (vb == vva) * 65536; /* -1 and -65536 where true */
+		}
+		sum = -(acc[0] + acc[1] + acc[2] + acc[3]);
+		gt = sum & 0xffff;
+		eq = sum >> 16;
+	} else {
+		v4i agt = {0, 0, 0, 0}, aeq = {0, 0, 0, 0};
+
+		for (int b0 = 0; b0 < mpad; b0 += 4) {
+			v4f vb;
+
+			memcpy(&vb, cv + b0, sizeof vb);
+			agt += vb > vva; /* -1 where true */
+			aeq += vb == vva;
+		}
+		gt = -(agt[0] + agt[1] + agt[2] + agt[3]);
+		eq = -(aeq[0] + aeq[1] + aeq[2] + aeq[3]);
 	}
-	gt = -(agt[0] + agt[1] + agt[2] + agt[3]);
-	eq = -(aeq[0] + aeq[1] + aeq[2] + aeq[3]);
 #else
 	for (int b = 0; b < mpad; b++) {
 		gt += cv[b] > va;
@@ -463,25 +493,176 @@ static void limit_sets(struct moe_route_workspace *w, float *key, const int *set
 	}
 }
 
-static inline float sigmoidf(float x)
+/* exp(x) in float32 for the weights and probabilities: Cody-Waite range
+ * reduction (x = n ln2 + r, |r| <= ln2 / 2) and the degree-6 Taylor
+ * polynomial of e^r, relative error below 3e-7 (glibc's expf: 0.5 ulp, but
+ * one call per value; this one runs 4 lanes at a time).  x is clamped to
+ * [-87, 88] (e^-87 = 1.6e-38 stands for anything smaller; nothing larger
+ * arises, the callers subtract a maximum).  The scalar and vector versions
+ * do the same operations, so a value gets the same result in either. */
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+#define EXP_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO (-2.12194440e-4f)
+
+static inline float exp_poly(float x)
 {
-	return 1.0f / (1.0f + expf(-x));
+	float t, n, r, q, sc;
+	uint32_t tb, mb, eb;
+	const float magic = EXP_MAGIC;
+
+	x = x > EXP_HI ? EXP_HI : x;
+	x = x < EXP_LO ? EXP_LO : x;
+	t = x * EXP_LOG2E + magic;
+	n = t - magic;
+	memcpy(&tb, &t, sizeof tb);
+	memcpy(&mb, &magic, sizeof mb);
+	r = x - n * EXP_LN2_HI;
+	r = r - n * EXP_LN2_LO;
+	q = 1.0f / 720;
+	q = q * r + 1.0f / 120;
+	q = q * r + 1.0f / 24;
+	q = q * r + 1.0f / 6;
+	q = q * r + 0.5f;
+	q = q * r + 1.0f;
+	q = q * r + 1.0f;
+	eb = (uint32_t)((int32_t)(tb - mb) + 127) << 23;
+	memcpy(&sc, &eb, sizeof sc);
+	return q * sc;
+}
+
+#ifdef ROUTE_VECTOR
+static inline v4f vsplat(float x)
+{
+	return (v4f){x, x, x, x};
+}
+
+/* Lane-wise a < b ? a : b. */
+static inline v4f vmin4(v4f a, v4f b)
+{
+#ifdef __SSE2__
+	return (v4f)_mm_min_ps((__m128)a, (__m128)b);
+#else
+	v4i lt = a < b, ai, bi;
+
+	memcpy(&ai, &a, sizeof ai);
+	memcpy(&bi, &b, sizeof bi);
+	ai = (ai & lt) | (bi & ~lt);
+	memcpy(&a, &ai, sizeof a);
+	return a;
+#endif
+}
+
+static inline v4f exp_poly4(v4f x)
+{
+	v4f t, n, r, q, sc;
+	v4i tb, eb;
+	const v4f magic = vsplat(EXP_MAGIC);
+	const v4i mb = {0x4b400000, 0x4b400000, 0x4b400000, 0x4b400000};
+
+	x = vmin4(x, vsplat(EXP_HI));
+	x = vmax4(x, vsplat(EXP_LO));
+	t = x * EXP_LOG2E + magic;
+	n = t - magic;
+	memcpy(&tb, &t, sizeof tb);
+	r = x - n * EXP_LN2_HI;
+	r = r - n * EXP_LN2_LO;
+	q = vsplat(1.0f / 720);
+	q = q * r + 1.0f / 120;
+	q = q * r + 1.0f / 24;
+	q = q * r + 1.0f / 6;
+	q = q * r + 0.5f;
+	q = q * r + 1.0f;
+	q = q * r + 1.0f;
+	eb = (tb - mb + 127) << 23;
+	memcpy(&sc, &eb, sizeof sc);
+	return q * sc;
+}
+#endif
+
+/* out[i] = exp(x[i] - s) for i < n; returns the sum (in double). */
+static double exp_shift(const float *x, int n, float s, float *out)
+{
+	double z = 0;
+	int i = 0;
+
+#ifdef ROUTE_VECTOR
+	v4f acc = vsplat(0);
+
+	for (; i + 4 <= n; i += 4) {
+		v4f v;
+
+		memcpy(&v, x + i, sizeof v);
+		v = exp_poly4(v - s);
+		memcpy(out + i, &v, sizeof v);
+		acc += v;
+	}
+	z = (double)acc[0] + (double)acc[1] + (double)acc[2] + (double)acc[3];
+#endif
+	for (; i < n; i++) {
+		out[i] = exp_poly(x[i] - s);
+		z += out[i];
+	}
+	return z;
+}
+
+/* The largest of x[0..n-1], n >= 1. */
+static float max_of(const float *x, int n)
+{
+	float m = x[0];
+	int i = 0;
+
+#ifdef ROUTE_VECTOR
+	if (n >= 4) {
+		v4f vm;
+
+		memcpy(&vm, x, sizeof vm);
+		for (i = 4; i + 4 <= n; i += 4) {
+			v4f v;
+
+			memcpy(&v, x + i, sizeof v);
+			vm = vmax4(v, vm);
+		}
+		m = vm[0];
+		for (int j = 1; j < 4; j++)
+			m = vm[j] > m ? vm[j] : m;
+	}
+#endif
+	for (; i < n; i++)
+		m = x[i] > m ? x[i] : m;
+	return m;
+}
+
+/* out[i] = sigmoid(x[i]) + (bias ? bias[i] : 0). */
+static void sigmoid_keys(const float *x, const float *bias, int n, float *out)
+{
+	int i = 0;
+
+#ifdef ROUTE_VECTOR
+	for (; i + 4 <= n; i += 4) {
+		v4f v, b = vsplat(0);
+
+		memcpy(&v, x + i, sizeof v);
+		if (bias)
+			memcpy(&b, bias + i, sizeof b);
+		v = 1.0f / (1.0f + exp_poly4(vsplat(0) - v)) + b;
+		memcpy(out + i, &v, sizeof v);
+	}
+#endif
+	for (; i < n; i++)
+		out[i] = 1.0f / (1.0f + exp_poly(-x[i])) + (bias ? bias[i] : 0.0f);
 }
 
 /* Softmax of x[0..e-1] into out; max subtracted for range. */
 static void softmax(const float *x, int e, float *out)
 {
-	float m = x[0];
-	double z = 0;
+	double z = exp_shift(x, e, max_of(x, e), out);
+	float inv = (float)(1 / z);
 
-	for (int i = 1; i < e; i++)
-		m = x[i] > m ? x[i] : m;
-	for (int i = 0; i < e; i++) {
-		out[i] = expf(x[i] - m);
-		z += out[i];
-	}
 	for (int i = 0; i < e; i++)
-		out[i] = (float)(out[i] / z);
+		out[i] *= inv;
 }
 
 /* Returns the index of the first non-finite value or -1: exponent bits all
@@ -531,7 +712,7 @@ static void route_token(const struct moe_route_policy *p, struct moe_route_works
 	const int softmax_kind = p->kind == MOE_ROUTE_SOFTMAX_TOPK || p->kind == MOE_ROUTE_TOP_P;
 	const float *sel = l;   /* the noisy logits, or l itself */
 	const float *key;
-	float *tv = w->topv;
+	float *tv = w->topv, *sl = w->sel;
 	int *ti = w->topi;
 	int c = 0, m;
 	double shift = 0, den = 1;
@@ -549,8 +730,7 @@ static void route_token(const struct moe_route_policy *p, struct moe_route_works
 				keyrow[i] += p->bias[i];
 		key = keyrow;
 	} else if (p->kind == MOE_ROUTE_SIGMOID_BIAS) {
-		for (int i = 0; i < e; i++)
-			keyrow[i] = sigmoidf(sel[i]) + (p->bias ? p->bias[i] : 0.0f);
+		sigmoid_keys(sel, p->bias, e, keyrow);
 		key = keyrow;
 	} else if (p->bias) {
 		for (int i = 0; i < e; i++)
@@ -571,84 +751,59 @@ static void route_token(const struct moe_route_policy *p, struct moe_route_works
 	c = select_topk(w, key, e, k, tv, ti, limits);
 	m = c;
 	/* 4. weights from unnoised, unbiased scores */
+	for (int j = 0; j < m; j++)
+		sl[j] = l[ti[j]];
 	switch (p->kind) {
 	case MOE_ROUTE_SOFTMAX_TOPK:
-		if (p->norm) {
+	case MOE_ROUTE_TOPK_SOFTMAX:
+		if (p->norm || p->kind == MOE_ROUTE_TOPK_SOFTMAX) {
 			/* p_i / sum_sel p = exp(l_i - s) / sum_sel exp(l - s) */
-			float s = l[ti[0]];
-
-			for (int j = 1; j < m; j++)
-				s = l[ti[j]] > s ? l[ti[j]] : s;
-			shift = s;
-			den = 0;
-			for (int j = 0; j < m; j++)
-				den += (wt[j] = expf(l[ti[j]] - s));
+			shift = max_of(sl, m);
+			den = exp_shift(sl, m, (float)shift, wt);
 		} else {
-			float s = l[0];
-			float *ex = w->prob;
-
-			for (int i = 1; i < e; i++)
-				s = l[i] > s ? l[i] : s;
-			den = 0;
-			for (int i = 0; i < e; i++) {
-				ex[i] = expf(l[i] - s);
-				den += ex[i];
-			}
-			shift = s;
+			shift = max_of(l, e);
+			den = exp_shift(l, e, (float)shift, w->prob);
 			for (int j = 0; j < m; j++)
-				wt[j] = ex[ti[j]];
+				wt[j] = w->prob[ti[j]];
 		}
 		break;
 	case MOE_ROUTE_TOP_P: {
-		float s = l[0];
-		float *ex = w->prob;
-		double z = 0, cum = 0, kept = 0;
+		double z, cum = 0, kept = 0;
 
-		for (int i = 1; i < e; i++)
-			s = l[i] > s ? l[i] : s;
-		for (int i = 0; i < e; i++) {
-			ex[i] = expf(l[i] - s);
-			z += ex[i];
-		}
+		shift = max_of(l, e);
+		z = exp_shift(l, e, (float)shift, w->prob);
 		for (int j = 0; j < c; j++) {
-			cum += ex[ti[j]] / z;
+			cum += w->prob[ti[j]] / z;
 			if (cum >= p->top_p) {
 				m = j + 1;
 				break;
 			}
 		}
 		for (int j = 0; j < m; j++) {
-			wt[j] = ex[ti[j]];
-			kept += ex[ti[j]];
+			wt[j] = w->prob[ti[j]];
+			kept += wt[j];
 		}
-		shift = s;
 		den = p->norm ? kept : z;
-		break;
-	}
-	case MOE_ROUTE_TOPK_SOFTMAX: {
-		float s = l[ti[0]];
-
-		for (int j = 1; j < m; j++)
-			s = l[ti[j]] > s ? l[ti[j]] : s;
-		shift = s;
-		den = 0;
-		for (int j = 0; j < m; j++)
-			den += (wt[j] = expf(l[ti[j]] - s));
 		break;
 	}
 	case MOE_ROUTE_SIGMOID_BIAS:
 	default:
-		den = p->norm ? 0 : 1;
-		for (int j = 0; j < m; j++) {
-			wt[j] = sigmoidf(l[ti[j]]);
-			if (p->norm)
+		sigmoid_keys(sl, NULL, m, wt);
+		den = 1;
+		if (p->norm) {
+			den = 0;
+			for (int j = 0; j < m; j++)
 				den += wt[j];
 		}
 		break;
 	}
-	for (int j = 0; j < m; j++) {
-		ids[j] = ti[j];
-		wt[j] = (float)(wt[j] / den * p->scaling);
+	{
+		const float inv = (float)(p->scaling / den);
+
+		for (int j = 0; j < m; j++) {
+			ids[j] = ti[j];
+			wt[j] *= inv;
+		}
 	}
 	for (int j = m; j < k; j++) {
 		ids[j] = MOE_ROUTE_NONE;
@@ -664,9 +819,9 @@ static float reroute_weight(const struct moe_route_policy *p, float li, double s
 	double g;
 
 	if (p->kind == MOE_ROUTE_SIGMOID_BIAS)
-		g = 1.0 / (1.0 + exp(-(double)li));
+		g = 1.0f / (1.0f + exp_poly(-li));
 	else
-		g = exp((double)li - shift);
+		g = exp_poly(li - (float)shift);
 	return (float)(g / den * p->scaling);
 }
 
