@@ -24,7 +24,7 @@ struct moe_route_workspace {
 	float *topv;        /* [k + 1] keys of the top-k, descending (+1: a sink slot) */
 	int *topi;          /* [k + 1] their experts */
 	float *sel;         /* [k] logits of the selected experts */
-	float *colmax;      /* [k] column maxima for the selection threshold */
+	float *colmax;      /* [max(k rounded up to 4, 8)] column maxima */
 	float *cv;          /* [E rounded up to 8, + 8] candidate keys, padded with -inf */
 	int *ci;            /* [E + 8] candidate experts */
 	int nsets;          /* max(groups, nodes) */
@@ -230,7 +230,7 @@ enum moe_status moe_route_workspace_alloc(const struct moe_route_policy *p, size
 	w->topv = malloc((size_t)(p->k + 1) * sizeof *w->topv);
 	w->topi = malloc((size_t)(p->k + 1) * sizeof *w->topi);
 	w->sel = malloc((size_t)p->k * sizeof *w->sel);
-	w->colmax = aligned_alloc(16, (size_t)((p->k + 3) & ~3) * sizeof *w->colmax);
+	w->colmax = malloc((size_t)(p->k + 8) * sizeof *w->colmax);
 	w->cv = malloc((e + 16) * sizeof *w->cv);
 	w->ci = malloc((e + 16) * sizeof *w->ci);
 	w->set_best = malloc((size_t)w->nsets * (size_t)w->topn * sizeof *w->set_best);
@@ -279,6 +279,11 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 #define ROUTE_VECTOR 1
 
+static inline v4f vsplat(float x)
+{
+	return (v4f){x, x, x, x};
+}
+
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -302,7 +307,7 @@ static inline v4f vmax4(v4f a, v4f b)
 #endif
 
 /* How many of cv[0..mpad-1] beat cv[a] = va: greater, or equal at a lower
- * index.  mpad is a multiple of 8; the padding is -inf and beats nothing.
+ * index.  mpad is a multiple of 4; the padding is -inf and beats nothing.
  * Counts greater and equal keys in vectors; only when another key equals va
  * (rare with real logits) does a scalar pass count the lower equal ones. */
 static inline int rank_of(const float *cv, int mpad, int a, float va)
@@ -360,32 +365,51 @@ static inline int rank_of(const float *cv, int mpad, int a, float va)
  * and every key of the top-k is >= T.  2. Candidates: the keys >= T (and not
  * -inf), gathered without branches (about 2k of E for random keys).  3. The
  * rank of each candidate = how many candidates beat it (greater, or equal
- * with a lower id: the tie-break), counted in fixed blocks of 8 that the
- * compiler vectorizes; ranks below k are written to their slot.  Returns
+ * with a lower id: the tie-break), counted 4 lanes at a time; ranks below
+ * k are written to their slot.  When there are many candidates (2k or
+ * more), step 1 is applied once more to them.  Returns
  * the number of slots filled, min(k, allowed experts). */
-static int select_topk(struct moe_route_workspace *w, const float *key, int e, int k, float *tv,
-		       int *ti, int limits)
+static float column_threshold(const float *key, int e, int k, float *cm)
 {
-	float *cm = w->colmax, *cv = w->cv;
-	int *ci = w->ci;
 	float thr;
-	int m = 0, base, mpad, c = k;
+	int base, c = k;
 
 #ifdef ROUTE_VECTOR
-	/* c = k rounded up to 4 columns (still >= k, so still a valid bound) */
+	/* c = k rounded up to 4 columns (still >= k, so still a valid bound);
+	 * up to 8 columns stay in registers */
 	if (((k + 3) & ~3) <= e) {
-		v4f *cm4 = (v4f *)(void *)cm;
-
 		c = (k + 3) & ~3;
-		for (int j = 0; j < c; j += 4)
-			memcpy(&cm4[j / 4], key + j, sizeof(v4f));
-		for (base = c; base + c <= e; base += c)
-			for (int j = 0; j < c; j += 4) {
+		if (c <= 8) {
+			v4f c0, c1 = vsplat(-INFINITY);
+
+			memcpy(&c0, key, sizeof c0);
+			if (c == 8)
+				memcpy(&c1, key + 4, sizeof c1);
+			for (base = c; base + c <= e; base += c) {
 				v4f x;
 
-				memcpy(&x, key + base + j, sizeof x);
-				cm4[j / 4] = vmax4(x, cm4[j / 4]);
+				memcpy(&x, key + base, sizeof x);
+				c0 = vmax4(x, c0);
+				if (c == 8) {
+					memcpy(&x, key + base + 4, sizeof x);
+					c1 = vmax4(x, c1);
+				}
 			}
+			memcpy(cm, &c0, sizeof c0);
+			memcpy(cm + 4, &c1, sizeof c1);
+		} else {
+			for (int j = 0; j < c; j++)
+				cm[j] = key[j];
+			for (base = c; base + c <= e; base += c)
+				for (int j = 0; j < c; j += 4) {
+					v4f x, y;
+
+					memcpy(&x, key + base + j, sizeof x);
+					memcpy(&y, cm + j, sizeof y);
+					y = vmax4(x, y);
+					memcpy(cm + j, &y, sizeof y);
+				}
+		}
 	} else
 #endif
 	{
@@ -400,6 +424,17 @@ static int select_topk(struct moe_route_workspace *w, const float *key, int e, i
 	thr = cm[0];
 	for (int j = 1; j < c; j++)
 		thr = cm[j] < thr ? cm[j] : thr;
+	return thr;
+}
+
+static int select_topk(struct moe_route_workspace *w, const float *key, int e, int k, float *tv,
+		       int *ti, int limits)
+{
+	float *cv = w->cv;
+	int *ci = w->ci;
+	float thr = column_threshold(key, e, k, w->colmax);
+	int m = 0, mpad;
+
 	if (limits) {
 		for (int i = 0; i < e; i++) {
 			cv[m] = key[i];
@@ -413,7 +448,22 @@ static int select_topk(struct moe_route_workspace *w, const float *key, int e, i
 			m += key[i] >= thr;
 		}
 	}
-	mpad = (m + 7) & ~7;
+	/* many candidates: the same bound once more over them (in place) */
+	if (m >= 2 * ((k + 3) & ~3)) {
+		int m2 = 0;
+
+		thr = column_threshold(cv, m, k, w->colmax);
+		for (int i = 0; i < m; i++) {
+			const float v = cv[i];
+			const int id = ci[i];
+
+			cv[m2] = v;
+			ci[m2] = id;
+			m2 += v >= thr;
+		}
+		m = m2;
+	}
+	mpad = (m + 3) & ~3;
 	for (int i = m; i < mpad; i++)
 		cv[i] = -INFINITY;
 	for (int a = 0; a < m; a++) {
@@ -534,11 +584,6 @@ static inline float exp_poly(float x)
 }
 
 #ifdef ROUTE_VECTOR
-static inline v4f vsplat(float x)
-{
-	return (v4f){x, x, x, x};
-}
-
 /* Lane-wise a < b ? a : b. */
 static inline v4f vmin4(v4f a, v4f b)
 {
