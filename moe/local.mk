@@ -18,7 +18,7 @@ endif
 if HAVE_CHECK
 check_PROGRAMS += tests/check_route
 TESTS += tests/check_route tests/route_ref.sh
-EXTRA_DIST += tests/route_ref.sh tests/route_ref.py
+EXTRA_DIST += tests/route_ref.sh tests/route_ref.py docs/routing.md
 tests_check_route_SOURCES = tests/check_route.c
 tests_check_route_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_route_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
