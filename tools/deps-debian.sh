@@ -10,4 +10,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
 	libgsl-dev libsqlite3-dev check libinih-dev libopenblas-dev \
 	zlib1g-dev libzstd-dev libzip-dev libjansson-dev \
-	gnuplot-nox sqlite3 python3 python3-numpy clang valgrind >/dev/null
+	gnuplot-nox sqlite3 python3 python3-numpy clang valgrind \
+	mpich libmpich-dev >/dev/null
