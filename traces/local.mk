@@ -2,12 +2,13 @@
 # exporters, and the `moekit trace` command.  Generators, re-routing,
 # rescaling and statistics add themselves in traces/gen.mk (included last).
 noinst_LTLIBRARIES += traces/libtraces.la
-traces_libtraces_la_SOURCES = traces/trace.c
+traces_libtraces_la_SOURCES = traces/trace.c traces/io.c
 traces_libtraces_la_CFLAGS = $(AM_CFLAGS)
 # Convenience libraries never LIBADD each other; programs name the parts.
 traces_libtraces_la_LIBADD = $(ZLIB_LIBS) $(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) -lm
-nobase_moekitinclude_HEADERS += traces/trace.h
+nobase_moekitinclude_HEADERS += traces/trace.h traces/io.h
 libmoekit_la_LIBADD += traces/libtraces.la
+moekit_SOURCES += cli/cmd_trace.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_traces
