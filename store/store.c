@@ -455,3 +455,130 @@ enum moe_status store_rows_each(struct store *s, int64_t id, const char *table,
 	snprintf(sql, sizeof sql, "SELECT * FROM %s WHERE run_id = ? ORDER BY rowid", table);
 	return query_each(s, sql, id, 1, 1, fn, user, &n);
 }
+
+/* ---- combining stores ---- */
+
+enum moe_status store_count_done(struct store *s, const char *label, int *n)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM runs WHERE status = 'done' AND label = ?",
+			       -1, &q, NULL) != SQLITE_OK)
+		return db_error(s, "reading");
+	sqlite3_bind_text(q, 1, label, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(q);
+	*n = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+	sqlite3_finalize(q);
+	if (rc != SQLITE_ROW)
+		return db_error(s, "reading");
+	return MOE_OK;
+}
+
+/* "c1, c2, ..." of table in schema db, leaving out run_id (or, for runs,
+ * id), into buf. */
+static enum moe_status column_list(struct store *s, const char *db, const char *table,
+				   char *buf, size_t n)
+{
+	char sql[128];
+	sqlite3_stmt *q;
+	size_t used = 0;
+
+	snprintf(sql, sizeof sql, "PRAGMA %s.table_info(%s)", db, table);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return db_error(s, "reading the schema");
+	buf[0] = '\0';
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *c = (const char *)sqlite3_column_text(q, 1);
+		if (strcmp(c, "run_id") == 0 || strcmp(c, "id") == 0)
+			continue;
+		used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? ", " : "", c);
+		if (used >= n) {
+			sqlite3_finalize(q);
+			return moe_error(MOE_ESTORE, "%s: table %s has too many columns", s->path, table);
+		}
+	}
+	sqlite3_finalize(q);
+	return MOE_OK;
+}
+
+static enum moe_status import_runs(struct store *s, const char *label, int *copied)
+{
+	char cols[1024], sql[2600];
+	sqlite3_stmt *q;
+	enum moe_status st;
+	int rc;
+
+	if ((st = column_list(s, "main", "runs", cols, sizeof cols)) != MOE_OK)
+		return st;
+	if (sqlite3_prepare_v2(s->db, "SELECT id FROM src.runs WHERE status = 'done' ORDER BY id",
+			       -1, &q, NULL) != SQLITE_OK)
+		return db_error(s, "reading the source store");
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int64_t old = sqlite3_column_int64(q, 0), new_id;
+		snprintf(sql, sizeof sql, "INSERT INTO main.runs (%s) SELECT %s FROM src.runs WHERE id = ?",
+			 cols, cols);
+		if ((st = run_sql(s, sql, "i", old)) != MOE_OK)
+			break;
+		new_id = sqlite3_last_insert_rowid(s->db);
+		if (label != NULL &&
+		    (st = run_sql(s, "UPDATE main.runs SET label = ? WHERE id = ?", "ti", label,
+				  new_id)) != MOE_OK)
+			break;
+		for (int i = 0; store_tables[i]; i++) {
+			char tcols[1024];
+			if ((st = column_list(s, "main", store_tables[i], tcols, sizeof tcols)) != MOE_OK)
+				break;
+			snprintf(sql, sizeof sql, "INSERT INTO main.%s (run_id, %s) SELECT ?, %s "
+				 "FROM src.%s WHERE run_id = ? ORDER BY rowid", store_tables[i], tcols,
+				 tcols, store_tables[i]);
+			if ((st = run_sql(s, sql, "ii", new_id, old)) != MOE_OK)
+				break;
+		}
+		if (st != MOE_OK)
+			break;
+		if (copied)
+			(*copied)++;
+	}
+	sqlite3_finalize(q);
+	if (st == MOE_OK && rc != SQLITE_DONE)
+		st = db_error(s, "reading the source store");
+	return st;
+}
+
+enum moe_status store_import(struct store *s, const char *src_path, const char *label,
+			     int *copied)
+{
+	struct stat sb;
+	sqlite3_stmt *q;
+	int version = -1;
+	enum moe_status st;
+
+	if (copied)
+		*copied = 0;
+	if (s->open_run)
+		MOE_FAIL(MOE_EINVAL, "%s: run %lld is still open", s->path, (long long)s->open_run);
+	if (stat(src_path, &sb) != 0)
+		MOE_FAIL(MOE_ENOTFOUND, "%s: no such results store", src_path);
+	if ((st = run_sql(s, "ATTACH DATABASE ? AS src", "t", src_path)) != MOE_OK)
+		return st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA src.user_version", -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		version = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	if (version != STORE_SCHEMA_VERSION) {
+		st = moe_error(MOE_EVERSION, "%s: schema version %d, expected %d", src_path, version,
+			       STORE_SCHEMA_VERSION);
+	} else if ((st = exec(s, "BEGIN IMMEDIATE", "starting the import")) == MOE_OK) {
+		st = import_runs(s, label, copied);
+		if (st == MOE_OK)
+			st = exec(s, "COMMIT", "committing the import");
+		if (st != MOE_OK) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			if (copied)
+				*copied = 0;
+		}
+	}
+	sqlite3_exec(s->db, "DETACH DATABASE src", NULL, NULL, NULL);
+	return st;
+}

@@ -153,4 +153,20 @@ extern const char *const store_tables[];
 enum moe_status store_rows_each(struct store *s, int64_t id, const char *table,
 				store_row_fn fn, void *user);
 
+/* ---- combining stores (sweeps) ---- */
+
+/* Copies every 'done' run of the store file src_path, with all its rows,
+ * into s under new ids, in the order of their ids; when label is not NULL it
+ * replaces the copied runs' labels.  All in one transaction: either every
+ * run is copied or none.  The source must have this build's schema version.
+ * Returns MOE_OK with the number of runs copied in *copied (may be NULL);
+ * MOE_ENOTFOUND when src_path does not exist; MOE_EVERSION for another
+ * schema version; MOE_EINVAL when a run is open on s; MOE_ESTORE. */
+enum moe_status store_import(struct store *s, const char *src_path, const char *label,
+			     int *copied);
+
+/* Counts the 'done' runs whose label is label into *n.  MOE_OK or
+ * MOE_ESTORE. */
+enum moe_status store_count_done(struct store *s, const char *label, int *n);
+
 #endif

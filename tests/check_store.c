@@ -271,6 +271,43 @@ START_TEST(unwritable_path)
 }
 END_TEST
 
+START_TEST(import_runs)
+{
+	struct store *src, *dst;
+	struct rows r = {0};
+	char srcpath[320];
+	int copied = -1, n = -1;
+
+	snprintf(srcpath, sizeof srcpath, "%s/point.db", dir);
+	ck_assert_int_eq(store_open(srcpath, STORE_WRITE, &src), MOE_OK);
+	write_run(src, 1);
+	write_run(src, 0); /* left running: must not be copied */
+	store_close(src);
+	ck_assert_int_eq(store_open(dbpath, STORE_WRITE, &dst), MOE_OK);
+	write_run(dst, 1); /* an existing run keeps id 1 */
+	ck_assert_int_eq(store_import(dst, srcpath, "sweep x point 1", &copied), MOE_OK);
+	ck_assert_int_eq(copied, 1);
+	ck_assert_int_eq(store_count_done(dst, "sweep x point 1", &n), MOE_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(store_count_done(dst, "sweep x point 2", &n), MOE_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(store_run_each(dst, 2, grab, &r), MOE_OK);
+	ck_assert_str_eq(r.col[2], "done");
+	ck_assert_str_eq(r.col[3], "sweep x point 1");
+	ck_assert_str_eq(r.col[7], "{\"top_k\": 2}");
+	memset(&r, 0, sizeof r);
+	ck_assert_int_eq(store_rows_each(dst, 2, "layers", grab, &r), MOE_OK);
+	ck_assert_int_eq(r.n, 2);
+	ck_assert_str_eq(r.first[1], "1");
+	ck_assert_str_eq(r.col[2], "0.002");
+	memset(&r, 0, sizeof r);
+	ck_assert_int_eq(store_rows_each(dst, 2, "metrics", grab, &r), MOE_OK);
+	ck_assert_int_eq(r.n, 1);
+	ck_assert_int_eq(store_import(dst, "/nonexistent.db", NULL, &copied), MOE_ENOTFOUND);
+	store_close(dst);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("store");
@@ -284,6 +321,7 @@ int main(void)
 	tcase_add_test(tc, crash_leaves_running);
 	tcase_add_test(tc, failed_run);
 	tcase_add_test(tc, migrate_empty_file);
+	tcase_add_test(tc, import_runs);
 	tcase_add_test(te, bad_inputs);
 	tcase_add_test(te, refuse_newer_schema);
 	tcase_add_test(te, refuse_foreign_files);
