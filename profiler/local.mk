@@ -1,2 +1,24 @@
-# profiler/: see DESIGN.md.  Filled by its issue; adds to the lists of the top Makefile.am.
-include profiler/cuda/local.mk
+# profiler/: the MoE forward pass on the CPU (packed-weight GEMMs), safetensors
+# and Hugging Face checkpoint loading, the timing harness, `moekit profile`.
+noinst_LTLIBRARIES += profiler/libprofiler.la
+profiler_libprofiler_la_SOURCES = \
+	profiler/safetensors.c profiler/weights.c profiler/forward.c profiler/npy.c
+profiler_libprofiler_la_CPPFLAGS = $(AM_CPPFLAGS)
+if HAVE_OPENBLAS
+profiler_libprofiler_la_CPPFLAGS += -DPROF_HAVE_OPENBLAS
+endif
+# The GEMM kernel and packing loops are the hot path: -O3 whatever CFLAGS says.
+profiler_libprofiler_la_CFLAGS = $(AM_CFLAGS) -O3 -pthread
+profiler_libprofiler_la_LIBADD = $(JANSSON_LIBS) $(GSL_LIBS) $(BLAS_LIBS) -lpthread -lm
+nobase_moekitinclude_HEADERS += \
+	profiler/safetensors.h profiler/weights.h profiler/forward.h profiler/npy.h
+libmoekit_la_LIBADD += profiler/libprofiler.la
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_profiler
+TESTS += tests/check_profiler
+tests_check_profiler_SOURCES = tests/check_profiler.c
+tests_check_profiler_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_profiler_LDADD = profiler/libprofiler.la moe/libmoe.la $(CHECK_LIBS) $(JANSSON_LIBS) \
+	$(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
+endif
