@@ -1,10 +1,10 @@
 # moe/: errors, units, configuration (model, cluster, plan), presets, routing.
 noinst_LTLIBRARIES += moe/libmoe.la
 moe_libmoe_la_SOURCES = \
-	moe/error.c moe/units.c moe/spec.c moe/route.c
+	moe/error.c moe/units.c moe/ini.c moe/spec.c moe/route.c
 moe_libmoe_la_LIBADD = $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 nobase_moekitinclude_HEADERS += \
-	moe/error.h moe/units.h moe/model.h moe/preset.h moe/progress.h moe/route.h
+	moe/error.h moe/units.h moe/ini.h moe/model.h moe/preset.h moe/progress.h moe/route.h
 libmoekit_la_LIBADD += moe/libmoe.la
 
 if HAVE_CHECK

@@ -2,6 +2,7 @@
  * through a table of typed fields, with presets, `base =` inheritance,
  * range checks, consistency rules and file:line error messages. */
 #include "config.h"
+#include "moe/ini.h"
 #include "moe/model.h"
 #include "moe/preset.h"
 #include "moe/units.h"
@@ -9,7 +10,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,12 +113,10 @@ struct load {
 	char paths[MAX_DEPTH + 1][4096]; /* the file and the bases it names */
 	int npaths;
 	int cur;                    /* index of path in paths[] */
-	int line;                   /* the line the reader is on */
-	int at_line_start;
+	int line;                   /* the line of the key being handled */
 	int keys_seen;
 	int depth;
 	enum moe_status st;
-	int err_line;               /* where st was first set */
 };
 
 static enum moe_status load_file(struct load *ld, const char *path);
@@ -366,20 +364,20 @@ range:
 
 static int handle(struct load *ld, const char *section, const char *name, const char *value);
 
-static int handler(void *user, const char *section, const char *name, const char *value)
+/* moe_ini_parse's callback: handle() records its error in ld->st. */
+static enum moe_status handler(void *user, const char *section, const char *name,
+			       const char *value, int line)
 {
 	struct load *ld = user;
-	int r = handle(ld, section, name, value);
 
-	if (ld->st != MOE_OK && ld->err_line == 0)
-		ld->err_line = ld->line;
-	return r;
+	ld->line = line;
+	ld->st = MOE_OK;
+	handle(ld, section, name, value);
+	return ld->st;
 }
 
 static int handle(struct load *ld, const char *section, const char *name, const char *value)
 {
-	if (ld->st != MOE_OK)
-		return 1; /* keep only the first error */
 	if (strcmp(name, "base") == 0) {
 		char path[4096];
 		if (ld->keys_seen > 0) {
@@ -409,7 +407,6 @@ static int handle(struct load *ld, const char *section, const char *name, const 
 			ld->path = saved_path;
 			ld->line = saved_line;
 			ld->cur = saved_cur;
-			ld->at_line_start = 1;
 			ld->keys_seen = 1;
 		}
 		return 1;
@@ -429,55 +426,15 @@ static int handle(struct load *ld, const char *section, const char *name, const 
 	return 1;
 }
 
-/* fgets that keeps count of lines for the messages. */
-struct reader_ctx {
-	FILE *f;
-	struct load *ld;
-};
-
-static char *reader_fn(char *str, int num, void *stream)
-{
-	struct reader_ctx *rc = stream;
-	char *r;
-
-	if (rc->ld->at_line_start)
-		rc->ld->line++;
-	r = fgets(str, num, rc->f);
-	rc->ld->at_line_start = r != NULL && strchr(r, '\n') != NULL;
-	return r;
-}
-
 static enum moe_status load_file(struct load *ld, const char *path)
 {
-	struct reader_ctx rc;
-	int r;
-
-	rc.f = fopen(path, "r");
-	if (rc.f == NULL)
-		MOE_FAIL(MOE_EIO, "%s: cannot read: %s", path, strerror(errno));
-	rc.ld = ld;
-	if (ld->npaths > MAX_DEPTH) {
-		fclose(rc.f);
+	if (ld->npaths > MAX_DEPTH)
 		MOE_FAIL(MOE_ECONFIG, "%s: presets nest deeper than %d", path, MAX_DEPTH);
-	}
 	ld->cur = ld->npaths++;
 	snprintf(ld->paths[ld->cur], sizeof ld->paths[ld->cur], "%s", path);
 	ld->path = ld->paths[ld->cur];
-	ld->line = 0;
-	ld->at_line_start = 1;
 	ld->keys_seen = 0;
-	ld->st = MOE_OK;
-	ld->err_line = 0;
-	r = ini_parse_stream(reader_fn, &rc, handler, ld);
-	fclose(rc.f);
-	/* inih goes on after a syntax error; report whichever came first. */
-	if (ld->st != MOE_OK && (r <= 0 || ld->err_line <= r))
-		return ld->st;
-	if (r > 0)
-		MOE_FAIL(MOE_ECONFIG, "%s:%d: syntax error: expected [section] or key = value", path, r);
-	if (r < 0)
-		MOE_FAIL(MOE_EIO, "%s: cannot read", path);
-	return MOE_OK;
+	return moe_ini_parse(path, handler, ld);
 }
 
 /* ---- validation ---- */
