@@ -3,6 +3,8 @@
  * (crafted here by corrupting files), and determinism. */
 #include "config.h"
 #include "traces/trace.h"
+#include "traces/io.h"
+#include "moe/model.h"
 
 #include <check.h>
 #include <math.h>
@@ -12,15 +14,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zip.h>
 
 static char tmpdir[256];
 
 static const char *tpath(const char *name)
 {
-	static char buf[4][512];
+	static char buf[16][512];
 	static int i;
 
-	i = (i + 1) % 4;
+	i = (i + 1) % 16;
 	snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
 	return buf[i];
 }
@@ -53,6 +56,7 @@ static unsigned char *slurp(const char *p, long *n)
 	ck_assert_ptr_nonnull(f);
 	b = malloc((size_t)*n + 1);
 	ck_assert_int_eq(fread(b, 1, (size_t)*n, f), *n);
+	b[*n] = 0;
 	fclose(f);
 	return b;
 }
@@ -501,6 +505,458 @@ START_TEST(test_bad_writes)
 END_TEST
 
 
+
+/* ------------------------------------------------------ import / export */
+
+/* Writes a .npy by hand (independently of the exporter). */
+static void write_npy(const char *path, const char *descr, const char *shape, int fortran,
+		      const void *data, size_t bytes)
+{
+	char h[128];
+	int n = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr,
+			 fortran ? "True" : "False", shape);
+	FILE *f = fopen(path, "wb");
+	int total = 10 + n + 1, pad = (64 - total % 64) % 64;
+	unsigned hl = (unsigned)(n + pad + 1);
+
+	ck_assert_ptr_nonnull(f);
+	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+	fputc((int)(hl & 0xFF), f);
+	fputc((int)(hl >> 8), f);
+	fwrite(h, 1, (size_t)n, f);
+	for (int i = 0; i < pad; i++)
+		fputc(' ', f);
+	fputc('\n', f);
+	fwrite(data, 1, bytes, f);
+	fclose(f);
+}
+
+/* Reads back every token of a trace with one (step, layer) group per layer. */
+static void read_layer(const char *p, uint32_t layer, int32_t *ids, float *w, float *lg,
+		       uint32_t *ranks, size_t *n)
+{
+	struct trace_reader *r;
+	const struct trace_chunk *c;
+	const struct trace_header *h;
+
+	*n = 0;
+	ck_assert_msg(trace_reader_open(p, &r) == MOE_OK, "%s", moe_errmsg());
+	h = trace_reader_header(r);
+	ck_assert_int_eq(trace_reader_seek(r, 0, layer), MOE_OK);
+	while (trace_reader_next(r, &c) == MOE_OK && c != NULL && c->layer == layer) {
+		if (ids) memcpy(ids + *n * h->top_k, c->ids, c->n * h->top_k * 4);
+		if (w) memcpy(w + *n * h->top_k, c->weights, c->n * h->top_k * 4);
+		if (lg) memcpy(lg + *n * h->experts, c->logits, c->n * h->experts * 4);
+		if (ranks) memcpy(ranks + *n, c->ranks, c->n * 4);
+		*n += c->n;
+	}
+	trace_reader_close(r);
+}
+
+START_TEST(test_npy_f32_route)
+{
+	/* 2 layers x 3 tokens x 4 experts; layer 0 token 0 is route.h's worked
+	 * example: logits [1, 3, 2, 0], top-2 -> ids [1, 2], weights
+	 * e^3/(e^3+e^2) = 0.7310586, 0.2689414. */
+	float x[2][3][4] = {{{1, 3, 2, 0}, {0, 0, 5, -1}, {-2, 4, 4.5f, 1}},
+			    {{9, 8, 7, 6}, {0.5f, 0.25f, 0.125f, 1}, {3, -3, 3.5f, 0}}};
+	struct trace_import_opts o;
+	const char *in = tpath("x.npy"), *out = tpath("x.moetrace");
+	int32_t ids[6];
+	float w[6], lg[12];
+	uint32_t ranks[3];
+	size_t n;
+
+	write_npy(in, "<f4", "(2, 3, 4)", 0, x, sizeof x);
+	trace_import_opts_init(&o);
+	o.top_k = 2;
+	o.ranks = 2;
+	ck_assert_msg(trace_import(in, out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, ids, w, lg, ranks, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(ids[0], 1);
+	ck_assert_int_eq(ids[1], 2);
+	ck_assert_float_eq_tol(w[0], 0.7310586f, 1e-6f);
+	ck_assert_float_eq_tol(w[1], 0.2689414f, 1e-6f);
+	ck_assert_int_eq(ids[2], 2);
+	ck_assert_int_eq(ids[3], 0); /* 0 and 1 tie at 0: the lower id ranks first */
+	ck_assert_int_eq(ids[4], 2);
+	ck_assert_int_eq(ids[5], 1);
+	ck_assert_mem_eq(lg, x[0], sizeof x[0]);
+	/* tokens 0..2 over 2 ranks: floor(t * 2 / 3) = 0, 0, 1 */
+	ck_assert_uint_eq(ranks[0], 0);
+	ck_assert_uint_eq(ranks[1], 0);
+	ck_assert_uint_eq(ranks[2], 1);
+	read_layer(out, 1, ids, w, lg, NULL, &n);
+	ck_assert_int_eq(ids[0], 0);
+	ck_assert_int_eq(ids[1], 1);
+	ck_assert_mem_eq(lg, x[1], sizeof x[1]);
+
+	/* No top-k: a usage error; nothing written. */
+	unlink(out);
+	o.top_k = 0;
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EINVAL);
+	ck_assert(!exists(out));
+}
+END_TEST
+
+START_TEST(test_npy_half)
+{
+	/* Exact values: f16 1.5 0x3E00, -2.25 0xC080, 65504 0x7BFF, 2^-24 0x0001
+	 * (subnormal), 2^-14 0x0400, -0 0x8000; bf16 1.5 0x3FC0, -2.25 0xC010,
+	 * 3.140625 0x4049. */
+	uint16_t h16[2][3] = {{0x3E00, 0xC080, 0x7BFF}, {0x0001, 0x0400, 0x8000}};
+	float want16[6] = {1.5f, -2.25f, 65504.f, 5.9604645e-8f, 6.1035156e-5f, -0.f};
+	uint16_t b16[2][3] = {{0x3FC0, 0xC010, 0x4049}, {0x0000, 0x3F80, 0xBF80}};
+	float want_b[6] = {1.5f, -2.25f, 3.140625f, 0.f, 1.f, -1.f};
+	struct trace_import_opts o;
+	const char *in = tpath("h.npy"), *out = tpath("h.moetrace");
+	float lg[6];
+	size_t n;
+
+	trace_import_opts_init(&o);
+	o.top_k = 1;
+	write_npy(in, "<f2", "(2, 3)", 0, h16, sizeof h16);
+	ck_assert_msg(trace_import(in, out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, NULL, NULL, lg, NULL, &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_mem_eq(lg, want16, sizeof want16);
+
+	write_npy(in, "<u2", "(2, 3)", 0, b16, sizeof b16);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EINVAL); /* needs --dtype */
+	ck_assert_msg(strstr(moe_errmsg(), "--dtype bf16") != NULL, "%s", moe_errmsg());
+	o.dtype = TRACE_DTYPE_BF16;
+	ck_assert_msg(trace_import(in, out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, NULL, NULL, lg, NULL, &n);
+	ck_assert_mem_eq(lg, want_b, sizeof want_b);
+	/* --dtype f16 on '<u2' reads IEEE halves: 0x3FC0 = 1.9375 */
+	o.dtype = TRACE_DTYPE_F16;
+	ck_assert_msg(trace_import(in, out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, NULL, NULL, lg, NULL, &n);
+	ck_assert_float_eq(lg[0], 1.9375f);
+	/* --dtype bf16 on a '<f2' array disagrees */
+	o.dtype = TRACE_DTYPE_BF16;
+	write_npy(in, "<f2", "(2, 3)", 0, h16, sizeof h16);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EINVAL);
+}
+END_TEST
+
+/* Builds an .npz (a zip of .npy members, stored) with libzip. */
+static void write_npz(const char *path, int n, const char *const *names, const char *const *files)
+{
+	int err = 0;
+	zip_t *z;
+
+	unlink(path);
+	z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &err);
+	ck_assert_ptr_nonnull(z);
+	for (int i = 0; i < n; i++) {
+		zip_source_t *s = zip_source_file(z, files[i], 0, -1);
+		ck_assert_ptr_nonnull(s);
+		ck_assert_int_ge(zip_file_add(z, names[i], s, ZIP_FL_OVERWRITE), 0);
+	}
+	ck_assert_int_eq(zip_close(z), 0);
+}
+
+START_TEST(test_npz)
+{
+	float a[3][4] = {{1, 3, 2, 0}, {0, 1, 0, 0}, {5, 0, 0, 6}};
+	float b[3][4] = {{4, 3, 2, 1}, {0, 0, 0, 1}, {0, 7, 0, 6}};
+	int64_t ids[3][2] = {{3, 1}, {0, -1}, {2, 3}};
+	float w[3][2] = {{.75f, .25f}, {1, 0}, {.5f, .5f}};
+	struct trace_import_opts o;
+	const char *out = tpath("z.moetrace");
+	const char *files[3] = {tpath("a.npy"), tpath("b.npy"), tpath("c.npy")};
+	int32_t rid[6];
+	float rw[6], lg[12];
+	size_t n;
+
+	write_npy(files[0], "<f4", "(3, 4)", 0, a, sizeof a);
+	write_npy(files[1], "<f4", "(3, 4)", 0, b, sizeof b);
+	/* Members in the wrong order and a foreign member: sorted and ignored. */
+	{
+		const char *names[3] = {"layer_1.npy", "layer_0.npy", "tokens.npy"};
+		const char *f3[3] = {files[1], files[0], files[0]};
+		write_npz(tpath("l.npz"), 3, names, f3);
+	}
+	trace_import_opts_init(&o);
+	o.top_k = 2;
+	o.zstd_level = 3;
+	ck_assert_msg(trace_import(tpath("l.npz"), out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, rid, rw, lg, NULL, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_mem_eq(lg, a, sizeof a);
+	ck_assert_int_eq(rid[4], 3);
+	ck_assert_int_eq(rid[5], 0);
+	read_layer(out, 1, rid, rw, lg, NULL, &n);
+	ck_assert_mem_eq(lg, b, sizeof b);
+	ck_assert_int_eq(rid[0], 0);
+
+	/* Top-k ids and weights per layer. */
+	write_npy(files[2], "<i8", "(3, 2)", 0, ids, sizeof ids);
+	write_npy(files[1], "<f4", "(3, 2)", 0, w, sizeof w);
+	{
+		const char *names[2] = {"ids_layer_0.npy", "weights_layer_0.npy"};
+		const char *f2[2] = {files[2], files[1]};
+		write_npz(tpath("k.npz"), 2, names, f2);
+	}
+	o.top_k = 0;
+	ck_assert_int_eq(trace_import(tpath("k.npz"), out, &o), MOE_EINVAL); /* no experts */
+	o.experts = 4;
+	ck_assert_msg(trace_import(tpath("k.npz"), out, &o) == MOE_OK, "%s", moe_errmsg());
+	read_layer(out, 0, rid, rw, NULL, NULL, &n);
+	ck_assert_int_eq(rid[0], 3);
+	ck_assert_int_eq(rid[3], TRACE_EXPERT_NONE);
+	ck_assert_mem_eq(rw, w, sizeof w);
+	/* an id >= experts */
+	o.experts = 3;
+	unlink(out);
+	ck_assert_int_eq(trace_import(tpath("k.npz"), out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "expert id 3") != NULL, "%s", moe_errmsg());
+	ck_assert(!exists(out));
+	ck_assert(no_tmp_left());
+}
+END_TEST
+
+START_TEST(test_npy_bad)
+{
+	float x[2][4] = {{1, 2, 3, 4}, {5, 6, 7, 8}};
+	double d[2] = {1, 2};
+	struct trace_import_opts o;
+	const char *in = tpath("bad.npy"), *out = tpath("bad.moetrace");
+	struct moe_model m;
+
+	unlink(out);
+	trace_import_opts_init(&o);
+	o.top_k = 2;
+	write_npy(in, "<f8", "(2,)", 0, d, sizeof d);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "dtype '<f8' is not supported") != NULL, "%s",
+		      moe_errmsg());
+	write_npy(in, ">f4", "(2, 4)", 0, x, sizeof x);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	write_npy(in, "<f4", "(2, 4)", 1, x, sizeof x);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "Fortran order") != NULL, "%s", moe_errmsg());
+	write_npy(in, "<f4", "(4,)", 0, x, 16);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	/* truncated data */
+	write_npy(in, "<f4", "(3, 4)", 0, x, sizeof x);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "truncated") != NULL, "%s", moe_errmsg());
+	/* NaN and infinity */
+	x[1][2] = NAN;
+	write_npy(in, "<f4", "(2, 4)", 0, x, sizeof x);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "row 1, column 2") != NULL, "%s", moe_errmsg());
+	x[1][2] = -INFINITY;
+	write_npy(in, "<f4", "(2, 4)", 0, x, sizeof x);
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	x[1][2] = 7;
+	/* shape against the model: olmoe has 64 experts */
+	write_npy(in, "<f4", "(2, 4)", 0, x, sizeof x);
+	ck_assert_int_eq(moe_model_load("olmoe-1b-7b", &m), MOE_OK);
+	o.model = &m;
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_msg(strstr(moe_errmsg(), "4 experts: the model olmoe-1b-7b has 64") != NULL, "%s",
+		      moe_errmsg());
+	o.model = NULL;
+	/* top-k above the experts */
+	o.top_k = 5;
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EINVAL);
+	/* not a .npy; missing file */
+	spit(in, "hello world, not numpy", 22);
+	o.top_k = 2;
+	ck_assert_int_eq(trace_import(in, out, &o), MOE_EFORMAT);
+	ck_assert_int_eq(trace_import(tpath("none.npy"), out, &o), MOE_ENOTFOUND);
+	spit(tpath("bad.npz"), "PK\003\004garbage", 12);
+	ck_assert_int_eq(trace_import(tpath("bad.npz"), out, &o), MOE_EFORMAT);
+	ck_assert(!exists(out));
+	ck_assert(no_tmp_left());
+}
+END_TEST
+
+/* Exports in to fmt and imports it back; the two traces must hold the same
+ * tokens (compared through a second export, byte for byte). */
+static void text_roundtrip(const char *in, const char *ext, uint32_t experts)
+{
+	char a[64], b[64], t2[64];
+	struct trace_export_opts eo;
+	struct trace_import_opts io;
+	long n1, n2;
+	unsigned char *x, *y;
+
+	snprintf(a, sizeof a, "rt1.%s", ext);
+	snprintf(b, sizeof b, "rt2.%s", ext);
+	snprintf(t2, sizeof t2, "rt-%s.moetrace", ext);
+	trace_export_opts_init(&eo);
+	trace_import_opts_init(&io);
+	io.experts = experts;
+	ck_assert_msg(trace_export(in, tpath(a), &eo) == MOE_OK, "%s", moe_errmsg());
+	ck_assert_msg(trace_import(tpath(a), tpath(t2), &io) == MOE_OK, "%s", moe_errmsg());
+	ck_assert_msg(trace_export(tpath(t2), tpath(b), &eo) == MOE_OK, "%s", moe_errmsg());
+	x = slurp(tpath(a), &n1);
+	y = slurp(tpath(b), &n2);
+	ck_assert_int_eq(n1, n2);
+	ck_assert_mem_eq(x, y, (size_t)n1);
+	free(x);
+	free(y);
+}
+
+START_TEST(test_text_roundtrip)
+{
+	/* Token level with and without logits, through JSONL and CSV; the
+	 * re-imported trace must equal the original value by value. */
+	struct synth y = {2, 3, 25, 6, 2, 3, TRACE_F_WEIGHTS | TRACE_F_LOGITS};
+	struct synth y2 = {2, 3, 25, 6, 2, 3, TRACE_F_WEIGHTS};
+	struct trace_import_opts io;
+	struct trace_export_opts eo;
+
+	write_synth(tpath("tl.moetrace"), &y, 0, 0);
+	text_roundtrip(tpath("tl.moetrace"), "jsonl", 0);
+	trace_import_opts_init(&io);
+	trace_export_opts_init(&eo);
+	ck_assert_int_eq(trace_export(tpath("tl.moetrace"), tpath("v.jsonl"), &eo), MOE_OK);
+	ck_assert_int_eq(trace_import(tpath("v.jsonl"), tpath("v.moetrace"), &io), MOE_OK);
+	{
+		/* the model name is not carried by JSONL: compare the rest */
+		struct synth yy = y;
+		(void)yy;
+		struct trace_reader *r;
+		ck_assert_int_eq(trace_reader_open(tpath("v.moetrace"), &r), MOE_OK);
+		ck_assert_uint_eq(trace_reader_header(r)->flags, y.flags);
+		ck_assert_uint_eq(trace_reader_tokens(r), 2 * 3 * 25);
+		trace_reader_close(r);
+	}
+	write_synth(tpath("tw.moetrace"), &y2, 0, 0);
+	text_roundtrip(tpath("tw.moetrace"), "jsonl", 6);
+	text_roundtrip(tpath("tw.moetrace"), "csv", 6);
+	/* npy export of logits equals what was written */
+	{
+		float *lg = malloc(25 * 6 * 4), wt[50];
+		uint32_t rk[25];
+		int32_t id[50];
+		long n;
+		unsigned char *b;
+		eo.array = TRACE_NPY_LOGITS;
+		eo.step = 1;
+		eo.layer = 2;
+		ck_assert_int_eq(trace_export(tpath("tl.moetrace"), tpath("lg.npy"), &eo), MOE_OK);
+		b = slurp(tpath("lg.npy"), &n);
+		synth_tokens(&y, 1, 2, rk, id, wt, lg);
+		ck_assert_int_eq(n, 256 + 25 * 6 * 4);
+		ck_assert(strstr((char *)b + 10, "'shape': (25, 6)") != NULL);
+		ck_assert_mem_eq(b + 256, lg, 25 * 6 * 4);
+		free(b);
+		free(lg);
+		/* and imports back to the same logits */
+		trace_import_opts_init(&io);
+		io.top_k = 2;
+		ck_assert_int_eq(trace_import(tpath("lg.npy"), tpath("lg.moetrace"), &io), MOE_OK);
+	}
+}
+END_TEST
+
+START_TEST(test_counts_csv)
+{
+	const char *csv = "step,layer,rank,expert,tokens\n"
+			  "0,0,0,1,5\n0,0,1,3,7\n0,0,1,3,1\n0,2,0,0,4\n1,0,1,2,9\n";
+	struct trace_import_opts io;
+	struct trace_export_opts eo;
+	struct trace_reader *r;
+	const struct trace_chunk *c;
+	long n;
+	unsigned char *b;
+
+	spit(tpath("c.csv"), csv, (long)strlen(csv));
+	trace_import_opts_init(&io);
+	io.experts = 4;
+	ck_assert_msg(trace_import(tpath("c.csv"), tpath("c.moetrace"), &io) == MOE_OK, "%s",
+		      moe_errmsg());
+	ck_assert_int_eq(trace_reader_open(tpath("c.moetrace"), &r), MOE_OK);
+	ck_assert_uint_eq(trace_reader_header(r)->flags, TRACE_F_COUNTS);
+	ck_assert_uint_eq(trace_reader_header(r)->ranks, 2);
+	ck_assert_uint_eq(trace_reader_header(r)->layers, 3);
+	ck_assert_uint_eq(trace_reader_chunks(r), 3);
+	ck_assert_uint_eq(trace_reader_tokens(r), 26);
+	ck_assert_int_eq(trace_reader_next(r, &c), MOE_OK);
+	ck_assert_uint_eq(c->counts[1], 5);
+	ck_assert_uint_eq(c->counts[4 + 3], 8); /* two rows of one cell add */
+	trace_reader_close(r);
+	/* export gives the same rows, the duplicate merged */
+	trace_export_opts_init(&eo);
+	ck_assert_int_eq(trace_export(tpath("c.moetrace"), tpath("c2.csv"), &eo), MOE_OK);
+	b = slurp(tpath("c2.csv"), &n);
+	b[n] = 0;
+	ck_assert_str_eq((char *)b, "step,layer,rank,expert,tokens\n"
+				    "0,0,0,1,5\n0,0,1,3,8\n0,2,0,0,4\n1,0,1,2,9\n");
+	free(b);
+	text_roundtrip(tpath("c.moetrace"), "jsonl", 4);
+	text_roundtrip(tpath("c.moetrace"), "csv", 4);
+	/* npy export of counts: [groups, ranks, experts] int64 */
+	eo.array = TRACE_NPY_AUTO;
+	ck_assert_int_eq(trace_export(tpath("c.moetrace"), tpath("c.npy"), &eo), MOE_OK);
+	b = slurp(tpath("c.npy"), &n);
+	ck_assert(strstr((char *)b + 10, "'descr': '<i8'") != NULL);
+	ck_assert(strstr((char *)b + 10, "'shape': (3, 2, 4)") != NULL);
+	ck_assert_int_eq(n, 256 + 3 * 2 * 4 * 8);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_text_bad)
+{
+	static const struct {
+		const char *name, *text, *msg;
+		enum moe_status st;
+	} cases[] = {
+		{"u.jsonl", "{\"step\":0,\"layer\":1,\"experts\":[0]}\n{\"step\":0,\"layer\":0,"
+			    "\"experts\":[1]}\n", "must be sorted", MOE_EFORMAT},
+		{"k.jsonl", "{\"step\":0,\"layer\":0,\"experts\":[0,1]}\n{\"step\":0,\"layer\":0,"
+			    "\"experts\":[1]}\n", ":2: 1 experts", MOE_EFORMAT},
+		{"e.jsonl", "{\"step\":0,\"layer\":0,\"experts\":[0,-2]}\n", "experts[1]", MOE_EFORMAT},
+		{"n.jsonl", "{\"step\":0,\"layer\":0,\"experts\":[0],\"weights\":[1e999]}\n", ":1:",
+		 MOE_EFORMAT},
+		{"s.jsonl", "not json\n", ":1: not a JSON object", MOE_EFORMAT},
+		{"m.jsonl", "{\"layer\":0,\"experts\":[0]}\n", "\"step\" missing", MOE_EFORMAT},
+		{"x.jsonl", "{\"step\":0,\"layer\":0,\"experts\":[9]}\n", "expert id 9", MOE_EFORMAT},
+		{"h.csv", "a,b\n1,2\n", "header row", MOE_EFORMAT},
+		{"f.csv", "step,layer,token,rank,expert_0\n0,0,0,0,1,2\n", ":2: 6 fields", MOE_EFORMAT},
+		{"v.csv", "step,layer,token,rank,expert_0,weight_0\n0,0,0,0,1,nan\n", "weight_0 'nan'",
+		 MOE_EFORMAT},
+		{"w.csv", "step,layer,token,rank,expert_0,weight_0\n0,0,0,0,x,1\n", "expert_0 'x'",
+		 MOE_EFORMAT},
+		{"c.csv", "step,layer,rank,expert,tokens\n0,0,0,7,1\n", "expert id 7", MOE_EFORMAT},
+		{"z.csv", "step,layer,rank,expert,tokens\n", "no records", MOE_EFORMAT},
+	};
+	struct trace_import_opts io;
+
+	trace_import_opts_init(&io);
+	io.experts = 4;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		enum moe_status st;
+		spit(tpath(cases[i].name), cases[i].text, (long)strlen(cases[i].text));
+		st = trace_import(tpath(cases[i].name), tpath("t.moetrace"), &io);
+		ck_assert_msg(st == cases[i].st, "%s: status %d: %s", cases[i].name, st, moe_errmsg());
+		ck_assert_msg(strstr(moe_errmsg(), cases[i].msg) != NULL, "%s: %s", cases[i].name,
+			      moe_errmsg());
+		ck_assert(!exists(tpath("t.moetrace")));
+	}
+	ck_assert(no_tmp_left());
+}
+END_TEST
+
+static void add_io_tests(TCase *c, TCase *e)
+{
+	tcase_add_test(c, test_npy_f32_route);
+	tcase_add_test(c, test_npy_half);
+	tcase_add_test(c, test_npz);
+	tcase_add_test(c, test_text_roundtrip);
+	tcase_add_test(c, test_counts_csv);
+	tcase_add_test(e, test_npy_bad);
+	tcase_add_test(e, test_text_bad);
+}
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("traces");
@@ -516,6 +972,7 @@ static Suite *suite(void)
 	tcase_add_test(c, test_deterministic);
 	tcase_add_test(e, test_bad_files);
 	tcase_add_test(e, test_bad_writes);
+	add_io_tests(c, e);
 	suite_add_tcase(s, c);
 	suite_add_tcase(s, e);
 	return s;

@@ -298,7 +298,7 @@ static enum moe_status read_floats(struct bsrc *s, const struct npy *a, enum tra
 		memcpy(out, raw, n * 4);
 	} else {
 		const uint16_t *h = raw;
-		int bf = (a->kind == 'u') || dt == TRACE_DTYPE_BF16;
+		int bf = a->kind == 'u' && dt != TRACE_DTYPE_F16;
 		for (size_t i = 0; i < n; i++)
 			out[i] = bf ? bf16_to_f32(h[i]) : f16_to_f32(h[i]);
 	}
@@ -551,6 +551,7 @@ static enum moe_status np_scan(struct npimport *m)
 			return st;
 		m->by_logits = !(m->la.kind == 'i');
 		m->stacked = m->la.ndim == 3;
+		m->L = m->stacked ? 0 : 1;
 		if (!m->by_logits) {
 			m->ia = m->la;
 			MOE_FAIL(MOE_EINVAL, "%s: a .npy of integer ids: put ids and weights in an .npz "
@@ -558,7 +559,7 @@ static enum moe_status np_scan(struct npimport *m)
 		}
 		if ((st = check_shape(m, &m->la, m->in, 0)) != MOE_OK)
 			return st;
-		for (uint32_t l = 0; l < (m->stacked ? m->L : 1); l++) {
+		for (uint32_t l = 0; l < m->L; l++) {
 			struct group *g = group_get(m, 0, l);
 			if (g == NULL)
 				MOE_FAIL(MOE_ENOMEM, "%s: out of memory", m->in);

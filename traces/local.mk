@@ -8,6 +8,7 @@ traces_libtraces_la_CFLAGS = $(AM_CFLAGS)
 traces_libtraces_la_LIBADD = $(ZLIB_LIBS) $(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) -lm
 nobase_moekitinclude_HEADERS += traces/trace.h traces/io.h
 libmoekit_la_LIBADD += traces/libtraces.la
+EXTRA_DIST += docs/trace-format.md
 moekit_SOURCES += cli/cmd_trace.c
 
 if HAVE_CHECK
