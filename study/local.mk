@@ -1,0 +1,15 @@
+# study/: sweeps, calibration and validation (issue 8): studies built from
+# many simulations and profiles.
+noinst_LTLIBRARIES += study/libstudy.la
+study_libstudy_la_SOURCES = study/sweep.c
+nobase_moekitinclude_HEADERS += study/sweep.h
+libmoekit_la_LIBADD += study/libstudy.la
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_study
+TESTS += tests/check_study
+tests_check_study_SOURCES = tests/check_study.c
+tests_check_study_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_study_LDADD = study/libstudy.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) \
+	$(INIH_LIBS) $(BLAS_LIBS) -lm
+endif
