@@ -1,0 +1,474 @@
+/* tests/check_tracegen.c: synthetic traces (traces/gen.h): the statistics of
+ * each generator against its parameters, identical bytes for a seed, the
+ * Zipf fit; statistics (traces/stats.h) on a small hand-computed trace;
+ * re-routing and rescaling (traces/reroute.h, traces/rescale.h). */
+#include "config.h"
+#include "moe/error.h"
+#include "moe/route.h"
+#include "traces/gen.h"
+#include "traces/trace.h"
+
+#include <check.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
+	return buf[i];
+}
+
+static void gen_ok(const struct trace_gen_opts *o, unsigned long seed, const char *path)
+{
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+
+	gsl_rng_set(r, seed);
+	ck_assert_msg(trace_gen_write(o, r, path, NULL) == MOE_OK, "%s", moe_errmsg());
+	gsl_rng_free(r);
+}
+
+/* Per (step, layer, rank) first-choice counts: out[((s * L + l) * R + r) * E + e]. */
+static uint64_t *first_choices(const char *path, struct trace_header *hout)
+{
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	const struct trace_header *h;
+	uint64_t *fc;
+
+	ck_assert_int_eq(trace_reader_open(path, &rd), MOE_OK);
+	h = trace_reader_header(rd);
+	*hout = *h;
+	fc = calloc(h->steps * h->layers * h->ranks * h->experts, sizeof *fc);
+	while (trace_reader_next(rd, &c) == MOE_OK && c)
+		for (size_t t = 0; t < c->n; t++) {
+			int32_t e = c->ids[t * c->k];
+
+			if (e >= 0)
+				fc[((c->step * h->layers + c->layer) * h->ranks + c->ranks[t]) *
+					   h->experts + (size_t)e]++;
+		}
+	trace_reader_close(rd);
+	return fc;
+}
+
+static int cmp_desc_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x < y) - (x > y);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+	int ca, cb, eq = 1;
+
+	ck_assert_ptr_nonnull(fa);
+	ck_assert_ptr_nonnull(fb);
+	do {
+		ca = getc(fa);
+		cb = getc(fb);
+		if (ca != cb)
+			eq = 0;
+	} while (eq && ca != EOF);
+	fclose(fa);
+	fclose(fb);
+	return eq;
+}
+
+/* ---- generators ---- */
+
+START_TEST(uniform_first_choice)
+{
+	struct trace_gen_opts o;
+	struct trace_header h;
+	uint64_t *fc;
+
+	trace_gen_opts_init(&o);
+	o.experts = 8;
+	o.top_k = 2;
+	o.tokens_per_rank = 40000;
+	gen_ok(&o, 11, tmp_path("u.moetrace"));
+	fc = first_choices(tmp_path("u.moetrace"), &h);
+	ck_assert_uint_eq(h.experts, 8);
+	ck_assert_uint_eq(h.top_k, 2);
+	ck_assert_uint_eq(h.steps, 1);
+	for (int e = 0; e < 8; e++) /* sd 0.0017 */
+		ck_assert_double_eq_tol(fc[e] / 40000.0, 0.125, 0.008);
+	free(fc);
+}
+END_TEST
+
+START_TEST(zipf_first_choice)
+{
+	/* first choices follow pi: the sorted frequencies match 1/(j+1)^1.2 */
+	struct trace_gen_opts o;
+	struct trace_header h;
+	uint64_t *fc;
+	double z = 0, s;
+
+	trace_gen_opts_init(&o);
+	o.experts = 16;
+	o.top_k = 4;
+	o.tokens_per_rank = 50000;
+	o.zipf_s = 1.2;
+	gen_ok(&o, 5, tmp_path("z.moetrace"));
+	fc = first_choices(tmp_path("z.moetrace"), &h);
+	qsort(fc, 16, sizeof *fc, cmp_desc_u64);
+	for (int j = 0; j < 16; j++)
+		z += pow(j + 1, -1.2);
+	for (int j = 0; j < 16; j++)
+		ck_assert_double_eq_tol(fc[j] / 50000.0, pow(j + 1, -1.2) / z, 0.008);
+	ck_assert_int_eq(trace_gen_fit_zipf(fc, 16, &s, NULL), MOE_OK);
+	ck_assert_double_eq_tol(s, 1.2, 0.05);
+	free(fc);
+}
+END_TEST
+
+START_TEST(same_seed_same_bytes)
+{
+	struct trace_gen_opts o;
+
+	trace_gen_opts_init(&o);
+	o.layers = 3;
+	o.experts = 16;
+	o.top_k = 2;
+	o.ranks = 2;
+	o.steps = 3;
+	o.tokens_per_rank = 300;
+	o.zipf_s = 1;
+	o.drift = 20;
+	o.rank_skew = 0.5;
+	o.layer_corr = 0.4;
+	o.logits = 1;
+	gen_ok(&o, 42, tmp_path("s1.moetrace"));
+	gen_ok(&o, 42, tmp_path("s2.moetrace"));
+	gen_ok(&o, 43, tmp_path("s3.moetrace"));
+	ck_assert(files_equal(tmp_path("s1.moetrace"), tmp_path("s2.moetrace")));
+	ck_assert(!files_equal(tmp_path("s1.moetrace"), tmp_path("s3.moetrace")));
+}
+END_TEST
+
+START_TEST(layer_correlation)
+{
+	/* rho = 1: layer 1's first choice is a function of layer 0's; rho = 0.5:
+	 * it equals f(e) for 0.5 + 0.5 / E of tokens (uniform popularity) */
+	struct trace_gen_opts o;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	enum { E = 8, T = 20000 };
+	int32_t *first0 = malloc(T * sizeof *first0);
+	uint64_t pair[E][E];
+
+	for (int pass = 0; pass < 2; pass++) {
+		double rho = pass ? 0.5 : 1.0, hit = 0;
+
+		trace_gen_opts_init(&o);
+		o.layers = 2;
+		o.experts = E;
+		o.top_k = 2;
+		o.tokens_per_rank = T;
+		o.layer_corr = rho;
+		gen_ok(&o, 9, tmp_path("c.moetrace"));
+		memset(pair, 0, sizeof pair);
+		ck_assert_int_eq(trace_reader_open(tmp_path("c.moetrace"), &rd), MOE_OK);
+		{
+			size_t t0 = 0, t1 = 0;
+
+			while (trace_reader_next(rd, &c) == MOE_OK && c)
+				for (size_t t = 0; t < c->n; t++) {
+					if (c->layer == 0)
+						first0[t0++] = c->ids[t * 2];
+					else
+						pair[first0[t1++]][c->ids[t * 2]]++;
+				}
+			ck_assert_uint_eq(t0, T);
+			ck_assert_uint_eq(t1, T);
+		}
+		trace_reader_close(rd);
+		for (int a = 0; a < E; a++) {
+			uint64_t row = 0, mx = 0;
+
+			for (int b = 0; b < E; b++) {
+				row += pair[a][b];
+				mx = pair[a][b] > mx ? pair[a][b] : mx;
+			}
+			if (rho == 1.0)
+				ck_assert_uint_eq(mx, row);
+			hit += (double)mx;
+		}
+		ck_assert_double_eq_tol(hit / T, rho + (1 - rho) / E, 0.02);
+	}
+	free(first0);
+}
+END_TEST
+
+START_TEST(rank_skew)
+{
+	/* sigma = 1: each rank uses its own permutation of pi; sigma = 0 all
+	 * ranks share pi (total variation between two ranks: sampling noise) */
+	struct trace_gen_opts o;
+	struct trace_header h;
+	enum { E = 16, T = 20000 };
+
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t *fc;
+		double tv = 0;
+
+		trace_gen_opts_init(&o);
+		o.experts = E;
+		o.top_k = 2;
+		o.ranks = 2;
+		o.tokens_per_rank = T;
+		o.zipf_s = 1.5;
+		o.rank_skew = pass ? 1.0 : 0.0;
+		gen_ok(&o, 21, tmp_path("r.moetrace"));
+		fc = first_choices(tmp_path("r.moetrace"), &h);
+		for (int e = 0; e < E; e++)
+			tv += fabs((double)fc[e] - (double)fc[E + e]) / (2.0 * T);
+		if (pass)
+			ck_assert_msg(tv > 0.2, "tv %g", tv);
+		else
+			ck_assert_msg(tv < 0.03, "tv %g", tv);
+		free(fc);
+	}
+}
+END_TEST
+
+START_TEST(drift_moves_hot_experts)
+{
+	/* step-to-step change of first-choice frequencies: with C = 10 far
+	 * above the sampling noise that C = 1e9 (no real drift) shows */
+	struct trace_gen_opts o;
+	struct trace_header h;
+	enum { E = 16, T = 20000, S = 6 };
+	double change[2];
+
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t *fc;
+		double tv = 0;
+
+		trace_gen_opts_init(&o);
+		o.experts = E;
+		o.top_k = 2;
+		o.steps = S;
+		o.tokens_per_rank = T;
+		o.zipf_s = 1;
+		o.drift = pass ? 1e9 : 10;
+		gen_ok(&o, 3, tmp_path("d.moetrace"));
+		fc = first_choices(tmp_path("d.moetrace"), &h);
+		ck_assert_uint_eq(h.steps, S);
+		for (int s = 1; s < S; s++)
+			for (int e = 0; e < E; e++)
+				tv += fabs((double)fc[s * E + e] - (double)fc[(s - 1) * E + e]) /
+				      (2.0 * T);
+		change[pass] = tv / (S - 1);
+		free(fc);
+	}
+	ck_assert_msg(change[1] < 0.03, "no-drift change %g", change[1]);
+	ck_assert_msg(change[0] > 0.1, "drift change %g", change[0]);
+}
+END_TEST
+
+START_TEST(counts_level)
+{
+	struct trace_gen_opts o;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	int chunks = 0;
+
+	trace_gen_opts_init(&o);
+	o.layers = 2;
+	o.experts = 8;
+	o.top_k = 2;
+	o.ranks = 3;
+	o.steps = 2;
+	o.tokens_per_rank = 100;
+	o.counts = 1;
+	gen_ok(&o, 1, tmp_path("k.moetrace"));
+	ck_assert_int_eq(trace_reader_open(tmp_path("k.moetrace"), &rd), MOE_OK);
+	ck_assert(trace_reader_header(rd)->flags & TRACE_F_COUNTS);
+	while (trace_reader_next(rd, &c) == MOE_OK && c) {
+		ck_assert_int_eq(c->kind, TRACE_CHUNK_COUNTS);
+		for (int r = 0; r < 3; r++) {
+			uint64_t sum = 0;
+
+			for (int e = 0; e < 8; e++)
+				sum += c->counts[r * 8 + e];
+			ck_assert_uint_eq(sum, 200); /* 100 tokens x k = 2 */
+		}
+		chunks++;
+	}
+	ck_assert_int_eq(chunks, 4);
+	trace_reader_close(rd);
+}
+END_TEST
+
+START_TEST(logits_reroute_consistently)
+{
+	/* the stored routes are the policy applied to the stored logits */
+	struct trace_gen_opts o;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	struct moe_route_policy p;
+	struct moe_route_workspace *ws;
+	int32_t ids[500 * 2];
+	float w[500 * 2];
+
+	trace_gen_opts_init(&o);
+	o.experts = 8;
+	o.top_k = 2;
+	o.tokens_per_rank = 500;
+	o.zipf_s = 0.8;
+	o.logits = 1;
+	gen_ok(&o, 2, tmp_path("l.moetrace"));
+	moe_route_policy_init(&p, 8, 2);
+	ck_assert_int_eq(moe_route_workspace_alloc(&p, 500, &ws), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(tmp_path("l.moetrace"), &rd), MOE_OK);
+	while (trace_reader_next(rd, &c) == MOE_OK && c) {
+		struct moe_route_out out = {ids, w, NULL, NULL, 0, 0};
+
+		ck_assert_ptr_nonnull(c->logits);
+		ck_assert_int_eq(moe_route_batch(&p, ws, c->logits, c->n, &out), MOE_OK);
+		ck_assert_int_eq(memcmp(ids, c->ids, c->n * 2 * sizeof *ids), 0);
+		for (size_t i = 0; i < c->n * 2; i++)
+			ck_assert_double_eq_tol(w[i], c->weights[i], 1e-6);
+	}
+	trace_reader_close(rd);
+	moe_route_workspace_free(ws);
+}
+END_TEST
+
+/* ---- fit ---- */
+
+START_TEST(zipf_fit_exact)
+{
+	uint64_t load[10];
+	double s, r2;
+
+	for (int j = 0; j < 10; j++)
+		load[9 - j] = (uint64_t)llround(1e9 * pow(j + 1, -1.5)); /* any order */
+	ck_assert_int_eq(trace_gen_fit_zipf(load, 10, &s, &r2), MOE_OK);
+	ck_assert_double_eq_tol(s, 1.5, 1e-6);
+	ck_assert_double_eq_tol(r2, 1, 1e-9);
+	load[0] = 0; /* zeros are dropped */
+	ck_assert_int_eq(trace_gen_fit_zipf(load, 10, &s, NULL), MOE_OK);
+	ck_assert_double_eq_tol(s, 1.5, 1e-6);
+}
+END_TEST
+
+START_TEST(zipf_inversion)
+{
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	double s1, s8;
+
+	gsl_rng_set(r, 1);
+	/* top-1: loads are first choices, the exponent carries over */
+	ck_assert_msg(trace_gen_zipf_for_loads(16, 1, 1.0, 40000, r, &s1) == MOE_OK, "%s", moe_errmsg());
+	ck_assert_double_eq_tol(s1, 1.0, 0.06);
+	/* top-8 of 64 flattens the loads: a steeper popularity is needed */
+	ck_assert_int_eq(trace_gen_zipf_for_loads(64, 8, 0.5, 20000, r, &s8), MOE_OK);
+	ck_assert_msg(s8 > 0.52 && s8 < 0.7, "s8 %g", s8);
+	ck_assert_int_eq(trace_gen_zipf_for_loads(64, 8, 50, 2000, r, &s8), MOE_ERANGE);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "beyond top-8"));
+	gsl_rng_free(r);
+}
+END_TEST
+
+/* ---- errors ---- */
+
+START_TEST(gen_errors)
+{
+	struct trace_gen_opts o;
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	struct moe_route_policy p;
+	uint64_t one[3] = {0, 5, 0};
+	double s;
+
+	trace_gen_opts_init(&o);
+	o.top_k = 9;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "top-k 9"));
+	trace_gen_opts_init(&o);
+	o.layer_corr = 1.5;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "layer correlation"));
+	trace_gen_opts_init(&o);
+	o.rank_skew = -0.1;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	trace_gen_opts_init(&o);
+	o.counts = o.logits = 1;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	trace_gen_opts_init(&o);
+	moe_route_policy_init(&p, 16, 2);
+	o.policy = &p;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "routing policy"));
+	ck_assert_int_eq(access(tmp_path("e.moetrace"), F_OK), -1);
+	trace_gen_opts_init(&o);
+	ck_assert_int_eq(trace_gen_write(&o, r, "/nonexistent-dir/x.moetrace", NULL), MOE_EIO);
+	ck_assert_int_eq(trace_gen_fit_zipf(one, 3, &s, NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_zipf_for_loads(1, 1, 1, 1000, r, &s), MOE_EINVAL);
+	gsl_rng_free(r);
+}
+END_TEST
+
+static Suite *tracegen_suite(void)
+{
+	Suite *s = suite_create("tracegen");
+	TCase *c = tcase_create("core"), *e = tcase_create("errors");
+
+	tcase_set_timeout(c, 120);
+	tcase_add_test(c, uniform_first_choice);
+	tcase_add_test(c, zipf_first_choice);
+	tcase_add_test(c, same_seed_same_bytes);
+	tcase_add_test(c, layer_correlation);
+	tcase_add_test(c, rank_skew);
+	tcase_add_test(c, drift_moves_hot_experts);
+	tcase_add_test(c, counts_level);
+	tcase_add_test(c, logits_reroute_consistently);
+	tcase_add_test(c, zipf_fit_exact);
+	tcase_add_test(c, zipf_inversion);
+	tcase_add_test(e, gen_errors);
+	suite_add_tcase(s, c);
+	suite_add_tcase(s, e);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	gsl_set_error_handler_off();
+	snprintf(tmpdir, sizeof tmpdir, "%s/check_tracegen.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(tracegen_suite());
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "check_tracegen: could not remove %s\n", tmpdir);
+	}
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
