@@ -20,4 +20,11 @@ tests_check_traces_LDADD = traces/libtraces.la moe/libmoe.la $(CHECK_LIBS) $(ZLI
 	$(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif
 
+# bench/bench_trace: write/read throughput and memory (make bench; not a test).
+EXTRA_PROGRAMS += bench/bench_trace
+BENCHMARKS += bench/bench_trace
+bench_bench_trace_SOURCES = bench/bench_trace.c
+bench_bench_trace_LDADD = traces/libtraces.la moe/libmoe.la $(ZLIB_LIBS) $(ZSTD_LIBS) \
+	$(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+
 include traces/gen.mk
