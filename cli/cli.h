@@ -81,6 +81,17 @@ int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_presets(int argc, char **argv);
 int cmd_db(int argc, char **argv);
+/* Commands of parts built later or optionally (weak in main.c). */
+int cmd_trace(int argc, char **argv);
+int cmd_sim(int argc, char **argv);
+int cmd_net(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_export_timeline(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
 
 /* The table itself, for `moekit help`. */
 extern const struct cli_cmd cli_commands[];

@@ -13,3 +13,9 @@ tests_check_study_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_study_LDADD = study/libstudy.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) \
 	$(INIH_LIBS) $(BLAS_LIBS) -lm
 endif
+
+moekit_SOURCES += cli/cmd_sweep.c
+if HAVE_MPI
+moekit_CFLAGS += $(MPI_CFLAGS)
+moekit_LDADD += $(MPI_LIBS)
+endif
