@@ -313,11 +313,11 @@ static enum moe_status read_floats(struct bsrc *s, const struct npy *a, enum tra
 /* Reads n ids (i4 or i8) as int32; -1 is "none", other negatives and ids
  * >= E are errors. */
 static enum moe_status read_ids(struct bsrc *s, const struct npy *a, void *raw, int32_t *out,
-				size_t n, uint64_t first_row, size_t cols, uint32_t E)
+				size_t n, uint64_t first_row, size_t cols, uint32_t E, const char *what)
 {
 	enum moe_status st;
 
-	if ((st = bread(s, raw, n * (size_t)a->size, "ids")) != MOE_OK)
+	if ((st = bread(s, raw, n * (size_t)a->size, what)) != MOE_OK)
 		return st;
 	for (size_t i = 0; i < n; i++) {
 		int64_t v;
@@ -329,8 +329,8 @@ static enum moe_status read_ids(struct bsrc *s, const struct npy *a, void *raw, 
 			v = w;
 		}
 		if (v < -1 || v >= (int64_t)E)
-			MOE_FAIL(MOE_EFORMAT, "%s: ids: row %" PRIu64 ", slot %zu: expert id %" PRId64
-				 ": expected 0 to %u or -1 (none)", s->what, first_row + i / cols,
+			MOE_FAIL(MOE_EFORMAT, "%s: %s: row %" PRIu64 ", slot %zu: expert id %" PRId64
+				 ": expected 0 to %u or -1 (none)", s->what, what, first_row + i / cols,
 				 i % cols, v, E - 1);
 		out[i] = (int32_t)v;
 	}
@@ -829,6 +829,10 @@ static enum moe_status np_import(struct npimport *m, const char *out)
 			if (st == MOE_OK && m->has_weights)
 				st = np_open_group(m, g, g->weights, &m->wa, m->k, &b, wb, sizeof wb);
 		}
+		char lab[2][80];
+		snprintf(lab[0], sizeof lab[0], "%s (step %" PRIu64 ", layer %u)",
+			 m->by_logits ? "logits" : "ids", g->step, g->layer);
+		snprintf(lab[1], sizeof lab[1], "weights (step %" PRIu64 ", layer %u)", g->step, g->layer);
 		while (st == MOE_OK && done < m->T) {
 			size_t n = m->T - done < m->B ? (size_t)(m->T - done) : m->B;
 			for (size_t t = 0; t < n; t++)
@@ -836,14 +840,14 @@ static enum moe_status np_import(struct npimport *m, const char *out)
 			if (m->by_logits) {
 				struct moe_route_out ro = {m->ids, m->wt, NULL, NULL, 0, 0};
 				st = read_floats(&a, &m->la, m->o->dtype, m->raw, m->lg, n * m->E, done,
-						 m->E, "logits");
+						 m->E, lab[0]);
 				if (st == MOE_OK)
 					st = moe_route_batch(&m->pol, m->ws, m->lg, n, &ro);
 			} else {
-				st = read_ids(&a, &m->ia, m->raw, m->ids, n * m->k, done, m->k, m->E);
+				st = read_ids(&a, &m->ia, m->raw, m->ids, n * m->k, done, m->k, m->E, lab[0]);
 				if (st == MOE_OK && m->has_weights)
 					st = read_floats(&b, &m->wa, m->o->dtype, m->raw, m->wt, n * m->k, done,
-							 m->k, "weights");
+							 m->k, lab[1]);
 			}
 			if (st == MOE_OK)
 				st = trace_writer_add_tokens(w, g->step, g->layer, n, m->ranks, m->ids,
@@ -1359,7 +1363,15 @@ static enum moe_status text_import(const char *in, const char *out,
 			goto out;
 		}
 	}
-	trace_header_init(&h, L, E, s.counts ? 1 : k, R);
+	if (s.counts) {
+		/* Counts do not show k; the options or the model do (else 1). */
+		k = o->top_k ? o->top_k : o->model ? (uint32_t)o->model->top_k : 1;
+		if (k > E) {
+			st = moe_error(MOE_EINVAL, "%s: top-k %u for %u experts", in, k, E);
+			goto out;
+		}
+	}
+	trace_header_init(&h, L, E, k, R);
 	h.flags = s.counts ? TRACE_F_COUNTS
 			   : (has_w ? TRACE_F_WEIGHTS : 0) | (has_lg && o->keep_logits ? TRACE_F_LOGITS : 0);
 	if (o->model)

@@ -19,6 +19,13 @@ tests_check_traces_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_traces_LDADD = traces/libtraces.la moe/libmoe.la $(CHECK_LIBS) $(ZLIB_LIBS) \
 	$(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif
+TESTS += tests/trace_cli.sh
+EXTRA_DIST += tests/trace_cli.sh
+
+# Example traces, installed under $(pkgdatadir)/traces/examples.
+nobase_dist_pkgdata_DATA += traces/examples/README.md traces/examples/make-examples.sh \
+	traces/examples/olmoe-arxiv.moetrace traces/examples/mixtral-arxiv.moetrace \
+	traces/examples/mixtral-tokens.moetrace traces/examples/data/expert_counts.csv
 
 # bench/bench_trace: write/read throughput and memory (make bench; not a test).
 EXTRA_PROGRAMS += bench/bench_trace
