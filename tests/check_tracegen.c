@@ -6,6 +6,7 @@
 #include "moe/error.h"
 #include "moe/route.h"
 #include "traces/gen.h"
+#include "traces/stats.h"
 #include "traces/trace.h"
 
 #include <check.h>
@@ -386,6 +387,150 @@ START_TEST(zipf_inversion)
 }
 END_TEST
 
+/* ---- statistics ---- */
+
+/* 1 layer, E = 4, k = 2, 2 ranks, 2 steps:
+ *   step 0: t0 rank 0 [0, 1], t1 rank 0 [0, 2], t2 rank 1 [0, 1]
+ *   step 1: t3 rank 1 [3, none]
+ * every token's logits are log [1, 2, 3, 4] (p = [.1, .2, .3, .4]). */
+static void write_small(const char *path, int counts)
+{
+	struct trace_header h;
+	struct trace_writer *w;
+	const float lg[4] = {0, logf(2), logf(3), logf(4)};
+	float logits[12], wts[6] = {.5f, .5f, .5f, .5f, .5f, .5f};
+
+	for (int i = 0; i < 12; i++)
+		logits[i] = lg[i % 4];
+	trace_header_init(&h, 1, 4, 2, 2);
+	h.flags = counts ? TRACE_F_COUNTS : TRACE_F_WEIGHTS | TRACE_F_LOGITS;
+	ck_assert_int_eq(trace_writer_open(path, &h, NULL, &w), MOE_OK);
+	if (counts) {
+		const uint64_t c0[8] = {2, 1, 1, 0, 1, 1, 0, 0}, c1[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+
+		ck_assert_int_eq(trace_writer_add_counts(w, 0, 0, c0), MOE_OK);
+		ck_assert_int_eq(trace_writer_add_counts(w, 1, 0, c1), MOE_OK);
+	} else {
+		const uint32_t r0[3] = {0, 0, 1}, r1[1] = {1};
+		const int32_t i0[6] = {0, 1, 0, 2, 0, 1}, i1[2] = {3, TRACE_EXPERT_NONE};
+		const float w1[2] = {1, 0};
+
+		ck_assert_int_eq(trace_writer_add_tokens(w, 0, 0, 3, r0, i0, wts, logits), MOE_OK);
+		ck_assert_int_eq(trace_writer_add_tokens(w, 1, 0, 1, r1, i1, w1, logits), MOE_OK);
+	}
+	ck_assert_int_eq(trace_writer_close(w), MOE_OK);
+}
+
+START_TEST(stats_hand_computed)
+{
+	struct trace_stats_opts o;
+	struct trace_stats *s;
+	const struct trace_layer_stats *ls;
+
+	write_small(tmp_path("small.moetrace"), 0);
+	trace_stats_opts_init(&o);
+	o.capacity_factor = 1;
+	o.ep = 2;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_OK);
+	ck_assert_uint_eq(s->layers, 1);
+	ls = &s->layer[0];
+	ck_assert_uint_eq(ls->steps, 2);
+	ck_assert_uint_eq(ls->tokens, 4);
+	ck_assert_uint_eq(ls->slots, 7);
+	ck_assert_uint_eq(ls->load[0], 3);
+	ck_assert_uint_eq(ls->load[1], 2);
+	ck_assert_uint_eq(ls->load[2], 1);
+	ck_assert_uint_eq(ls->load[3], 1);
+	ck_assert_double_eq_tol(ls->max_over_mean, 3 / 1.75, 1e-12);
+	ck_assert_double_eq_tol(ls->step_max_over_mean, (2.0 + 4.0) / 2, 1e-12);
+	ck_assert_double_eq_tol(ls->cv, 0.47380354147934284, 1e-12);
+	ck_assert_double_eq_tol(ls->entropy_bits, 1.8423709931771088, 1e-12);
+	ck_assert_double_eq_tol(ls->entropy_norm, 0.9211854965885544, 1e-12);
+	/* step 0: C = ceil(3 * 2 / 4) = 2, expert 0 has 3; step 1: C = 1 */
+	ck_assert_uint_eq(ls->dropped, 1);
+	ck_assert(ls->has_logits);
+	/* 4 * (3/4 * .1 + 2/4 * .2 + 1/4 * .3 + 1/4 * .4) */
+	ck_assert_double_eq_tol(ls->aux_loss, 1.4, 1e-6);
+	ck_assert_double_eq_tol(ls->z_loss, 5.301898110478399, 1e-5);
+	ck_assert_uint_eq(ls->npairs, 2);
+	ck_assert_uint_eq(ls->pairs[0].a, 0);
+	ck_assert_uint_eq(ls->pairs[0].b, 1);
+	ck_assert_uint_eq(ls->pairs[0].count, 2);
+	ck_assert_uint_eq(ls->pairs[1].a, 0);
+	ck_assert_uint_eq(ls->pairs[1].b, 2);
+	ck_assert_uint_eq(ls->pairs[1].count, 1);
+	/* contiguous: experts {0,1} on EP rank 0, {2,3} on 1 */
+	ck_assert_uint_eq(ls->ep_tokens[0], 2);
+	ck_assert_uint_eq(ls->ep_tokens[1], 1);
+	ck_assert_uint_eq(ls->ep_tokens[2], 1);
+	ck_assert_uint_eq(ls->ep_tokens[3], 1);
+	trace_stats_free(s);
+	/* round-robin: t1's experts 0 and 2 share EP rank 0: sent once */
+	o.placement = MOE_PLACE_ROUND_ROBIN;
+	o.capacity_factor = 0;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_OK);
+	ls = &s->layer[0];
+	ck_assert_uint_eq(ls->dropped, 0);
+	ck_assert_uint_eq(ls->ep_tokens[0], 2);
+	ck_assert_uint_eq(ls->ep_tokens[1], 1);
+	ck_assert_uint_eq(ls->ep_tokens[2], 1);
+	ck_assert_uint_eq(ls->ep_tokens[3], 2);
+	trace_stats_free(s);
+	trace_stats_free(NULL);
+}
+END_TEST
+
+START_TEST(stats_count_level)
+{
+	struct trace_stats_opts o;
+	struct trace_stats *s;
+	const struct trace_layer_stats *ls;
+
+	write_small(tmp_path("smallc.moetrace"), 1);
+	trace_stats_opts_init(&o);
+	o.capacity_factor = 1;
+	o.ep = 2;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("smallc.moetrace"), &o, &s), MOE_OK);
+	ls = &s->layer[0];
+	ck_assert_uint_eq(ls->slots, 7);
+	ck_assert_uint_eq(ls->tokens, 3); /* 6 / 2 + 1 / 2 */
+	ck_assert_double_eq_tol(ls->max_over_mean, 3 / 1.75, 1e-12);
+	ck_assert_uint_eq(ls->dropped, 1);
+	ck_assert(!ls->has_logits);
+	ck_assert_uint_eq(ls->npairs, 0);
+	/* slots, not de-duplicated */
+	ck_assert_uint_eq(ls->ep_tokens[0], 3);
+	ck_assert_uint_eq(ls->ep_tokens[1], 1);
+	ck_assert_uint_eq(ls->ep_tokens[2], 2);
+	ck_assert_uint_eq(ls->ep_tokens[3], 1);
+	trace_stats_free(s);
+}
+END_TEST
+
+START_TEST(stats_errors)
+{
+	struct trace_stats_opts o;
+	struct trace_stats *s = (void *)1;
+	const int32_t bad[4] = {0, 1, 2, 0};
+
+	write_small(tmp_path("small.moetrace"), 0);
+	trace_stats_opts_init(&o);
+	o.ep = 3;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "does not divide"));
+	o.ep = 2;
+	o.expert_rank = bad;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "expert 2 placed on EP rank 2"));
+	o.expert_rank = NULL;
+	o.placement = MOE_PLACE_BALANCED;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	trace_stats_opts_init(&o);
+	ck_assert_int_ne(trace_stats_compute(tmp_path("missing.moetrace"), &o, &s), MOE_OK);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 START_TEST(gen_errors)
@@ -440,7 +585,10 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, logits_reroute_consistently);
 	tcase_add_test(c, zipf_fit_exact);
 	tcase_add_test(c, zipf_inversion);
+	tcase_add_test(c, stats_hand_computed);
+	tcase_add_test(c, stats_count_level);
 	tcase_add_test(e, gen_errors);
+	tcase_add_test(e, stats_errors);
 	suite_add_tcase(s, c);
 	suite_add_tcase(s, e);
 	return s;
