@@ -2,7 +2,8 @@
 # and Hugging Face checkpoint loading, the timing harness, `moekit profile`.
 noinst_LTLIBRARIES += profiler/libprofiler.la
 profiler_libprofiler_la_SOURCES = \
-	profiler/safetensors.c profiler/weights.c profiler/forward.c profiler/npy.c
+	profiler/safetensors.c profiler/weights.c profiler/forward.c profiler/npy.c \
+	profiler/harness.c
 profiler_libprofiler_la_CPPFLAGS = $(AM_CPPFLAGS)
 if HAVE_OPENBLAS
 profiler_libprofiler_la_CPPFLAGS += -DPROF_HAVE_OPENBLAS
@@ -11,14 +12,25 @@ endif
 profiler_libprofiler_la_CFLAGS = $(AM_CFLAGS) -O3 -pthread
 profiler_libprofiler_la_LIBADD = $(JANSSON_LIBS) $(GSL_LIBS) $(BLAS_LIBS) -lpthread -lm
 nobase_moekitinclude_HEADERS += \
-	profiler/safetensors.h profiler/weights.h profiler/forward.h profiler/npy.h
+	profiler/safetensors.h profiler/weights.h profiler/forward.h profiler/npy.h \
+	profiler/harness.h
 libmoekit_la_LIBADD += profiler/libprofiler.la
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_profiler
-TESTS += tests/check_profiler
+TESTS += tests/check_profiler tests/profiler_ref.sh tests/profiler_errors.sh
+EXTRA_DIST += tests/profiler_ref.sh tests/profiler_errors.sh tests/profiler_ref.py
 tests_check_profiler_SOURCES = tests/check_profiler.c
 tests_check_profiler_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_profiler_LDADD = profiler/libprofiler.la moe/libmoe.la $(CHECK_LIBS) $(JANSSON_LIBS) \
 	$(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
 endif
+
+EXTRA_PROGRAMS += bench/bench_forward
+BENCHMARKS += bench/bench_forward
+EXTRA_DIST += bench/torch_moe_block.py
+bench_bench_forward_SOURCES = bench/bench_forward.c
+bench_bench_forward_LDADD = profiler/libprofiler.la moe/libmoe.la $(JANSSON_LIBS) $(GSL_LIBS) \
+	$(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
+
+moekit_SOURCES += cli/cmd_profile.c

@@ -115,11 +115,27 @@ static enum moe_status cfg_bool(const char *file, json_t *root, const char *key,
 	return MOE_OK;
 }
 
-enum moe_status prof_hf_config_load(const char *dir, int layer, struct prof_layer_cfg *c)
+/* Whether layer is an MoE layer under the config's dense-layer keys. */
+static int is_moe_layer(json_t *root, int layer, int first_dense, int sparse_step)
 {
+	json_t *mlp_only = json_object_get(root, "mlp_only_layers"), *v;
+	size_t i;
+
+	if (layer < first_dense || (sparse_step > 1 && (layer + 1) % sparse_step != 0))
+		return 0;
+	if (json_is_array(mlp_only))
+		json_array_foreach(mlp_only, i, v)
+			if (json_is_integer(v) && json_integer_value(v) == layer)
+				return 0;
+	return 1;
+}
+
+enum moe_status prof_hf_config_load(const char *dir, int *layer_io, struct prof_layer_cfg *c)
+{
+	int layer = *layer_io;
 	char file[4096];
 	json_error_t jerr;
-	json_t *root, *mt, *sf, *mlp_only;
+	json_t *root, *mt, *sf;
 	const char *type;
 	enum moe_status st = MOE_OK;
 	int layers = 0, first_dense = 0, sparse_step = 1, n_shared = 0, inter = 0, moe_inter = 0;
@@ -207,30 +223,20 @@ enum moe_status prof_hf_config_load(const char *dir, int layer, struct prof_laye
 		c->groups = 1;
 	if (c->groups_per_token < 1)
 		c->groups_per_token = c->groups;
+	if (layer < 0) {
+		for (layer = 0; layer < layers && !is_moe_layer(root, layer, first_dense, sparse_step); layer++)
+			;
+		*layer_io = layer;
+	}
 	if (layer < 0 || layer >= layers) {
 		st = moe_error(MOE_EINVAL, "--layer %d: %s has layers 0..%d", layer, file, layers - 1);
 		goto out;
 	}
-	if (layer < first_dense) {
-		st = moe_error(MOE_EINVAL, "--layer %d: a dense layer (%s: first_k_dense_replace = %d)",
-			       layer, file, first_dense);
+	if (!is_moe_layer(root, layer, first_dense, sparse_step)) {
+		st = moe_error(MOE_EINVAL,
+			       "--layer %d: a dense layer (%s: first_k_dense_replace %d, decoder_sparse_step %d, "
+			       "mlp_only_layers)", layer, file, first_dense, sparse_step);
 		goto out;
-	}
-	if (sparse_step > 1 && (layer + 1) % sparse_step != 0) {
-		st = moe_error(MOE_EINVAL, "--layer %d: a dense layer (%s: decoder_sparse_step = %d)",
-			       layer, file, sparse_step);
-		goto out;
-	}
-	mlp_only = json_object_get(root, "mlp_only_layers");
-	if (json_is_array(mlp_only)) {
-		size_t i;
-		json_t *v;
-		json_array_foreach(mlp_only, i, v)
-			if (json_is_integer(v) && json_integer_value(v) == layer) {
-				st = moe_error(MOE_EINVAL, "--layer %d: a dense layer (%s: mlp_only_layers)",
-					       layer, file);
-				goto out;
-			}
 	}
 	st = prof_layer_cfg_check(c);
 	if (st != MOE_OK)

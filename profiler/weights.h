@@ -84,12 +84,13 @@ enum moe_status prof_layer_cfg_check(const struct prof_layer_cfg *cfg);
  * norm_topk_prob, routed_scaling_factor, scoring_func, n_shared_experts,
  * shared_expert_intermediate_size) and checks that layer is an MoE layer
  * (num_hidden_layers, first_k_dense_replace, decoder_sparse_step,
- * mlp_only_layers).  Returns MOE_OK; MOE_ENOTFOUND when config.json is
+ * mlp_only_layers).  *layer < 0 picks the first MoE layer and writes it
+ * back.  Returns MOE_OK; MOE_ENOTFOUND when config.json is
  * absent; MOE_EFORMAT naming the key that is missing or malformed;
  * MOE_EUNSUPPORTED for a model_type this profiler has no names for (the
  * message lists those it has); MOE_EINVAL when layer is out of range or
  * dense. */
-enum moe_status prof_hf_config_load(const char *dir, int layer, struct prof_layer_cfg *cfg);
+enum moe_status prof_hf_config_load(const char *dir, int *layer, struct prof_layer_cfg *cfg);
 
 /* Guesses the naming scheme of a checkpoint without config.json from the
  * names of layer `layer`'s router; returns PROF_ARCH_NONE when none fits. */

@@ -199,18 +199,21 @@ static void write_file(const char *name, const char *text)
 START_TEST(test_config)
 {
 	struct prof_layer_cfg c;
+	int l0 = 0, l1 = 1, l4 = 4, lauto = -1;
 
 	snprintf(tmpdir, sizeof tmpdir, "%s/check_profiler.XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_ENOTFOUND);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_ENOTFOUND);
 	write_file("config.json", "{\"model_type\":\"deepseek_v3\",\"hidden_size\":64,"
 		   "\"num_hidden_layers\":4,\"moe_intermediate_size\":16,\"intermediate_size\":99,"
 		   "\"n_routed_experts\":16,\"num_experts_per_tok\":4,\"n_group\":4,\"topk_group\":2,"
 		   "\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,\"scoring_func\":\"sigmoid\","
 		   "\"n_shared_experts\":2,\"first_k_dense_replace\":1}");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 1, &c), MOE_OK);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l1, &c), MOE_OK);
 	ck_assert_int_eq(c.arch, PROF_ARCH_DEEPSEEK);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &lauto, &c), MOE_OK);
+	ck_assert_int_eq(lauto, 1); /* the first MoE layer */
 	ck_assert_int_eq(c.hidden, 64);
 	ck_assert_int_eq(c.ffn, 16);
 	ck_assert_int_eq(c.experts, 16);
@@ -221,28 +224,28 @@ START_TEST(test_config)
 	ck_assert_int_eq(c.kind, MOE_ROUTE_SIGMOID_BIAS);
 	ck_assert_int_eq(c.has_bias, 1);
 	ck_assert_double_eq(c.scaling, 2.5);
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_EINVAL);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "first_k_dense_replace"));
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 4, &c), MOE_EINVAL);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l4, &c), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "layers 0..3"));
 	write_file("config.json", "{\"model_type\":\"llama\",\"hidden_size\":64}");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_EUNSUPPORTED);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_EUNSUPPORTED);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "\"llama\" is not an MoE architecture"));
 	write_file("config.json", "{\"model_type\":\"mixtral\",\"hidden_size\":64,\"num_hidden_layers\":2,"
 		   "\"intermediate_size\":32,\"num_local_experts\":8}");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_EFORMAT);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_EFORMAT);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "\"num_experts_per_tok\" is missing"));
 	write_file("config.json", "{\"model_type\":\"mixtral\",\"hidden_size\":\"x\"}");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_EFORMAT);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_EFORMAT);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "\"hidden_size\": expected a non-negative integer"));
 	write_file("config.json", "{\"model_type\":\"mixtral\",\"hidden_size\":64,\"num_hidden_layers\":2,"
 		   "\"intermediate_size\":32,\"num_local_experts\":8,\"num_experts_per_tok\":2}");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 1, &c), MOE_OK);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l1, &c), MOE_OK);
 	ck_assert_int_eq(c.arch, PROF_ARCH_MIXTRAL);
 	ck_assert_int_eq(c.norm, 1);
 	ck_assert_int_eq(c.kind, MOE_ROUTE_SOFTMAX_TOPK);
 	write_file("config.json", "{oops");
-	ck_assert_int_eq(prof_hf_config_load(tmpdir, 0, &c), MOE_EFORMAT);
+	ck_assert_int_eq(prof_hf_config_load(tmpdir, &l0, &c), MOE_EFORMAT);
 	{
 		char path[512];
 		snprintf(path, sizeof path, "%s/config.json", tmpdir);

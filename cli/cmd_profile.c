@@ -1,0 +1,545 @@
+/* cli/cmd_profile.c: `moekit profile`: run one MoE layer's forward pass on
+ * this machine's CPU (random or Hugging Face weights), time every stage,
+ * optionally capture the router trace, and store the run. */
+#include "config.h"
+#include "cli/cli.h"
+#include "moe/model.h"
+#include "moe/route.h"
+#include "profiler/forward.h"
+#include "profiler/harness.h"
+#include "profiler/npy.h"
+#include "profiler/safetensors.h"
+#include "profiler/weights.h"
+#include "store/store.h"
+#include "traces/trace.h"
+
+#include <getopt.h>
+#include <gsl/gsl_rng.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+	"Usage: moekit profile (--model PRESET|FILE | --weights DIR) [options]\n"
+	"       moekit profile a2a [options]     (needs a build with MPI)\n\n"
+	"Run one MoE layer's forward pass in FP32 on this machine's CPU and time\n"
+	"each stage: router GEMM, routing (the same policies as `moekit trace`),\n"
+	"permutation into per-expert groups, the fused gate/up GEMM, the SiLU(gate)\n"
+	"* up activation (fused into that GEMM's epilogue), the down GEMM and the\n"
+	"weighted combine.  Each stage's median, 10th and 90th percentiles and\n"
+	"minimum over --reps runs after --warmup untimed ones; GFLOP/s counted on\n"
+	"the rows actually routed, and as a share of this machine's SGEMM roof\n"
+	"(OpenBLAS on 2048^3 with the same threads, measured once at start).\n\n"
+	"Layer:\n"
+	"  --model NAME|FILE   model preset or INI file: shape and routing\n"
+	"  --hidden N          scale down: hidden size\n"
+	"  --ffn N             scale down: one expert's FFN size\n"
+	"  --experts N         scale down: routed experts (groups must still divide it)\n"
+	"  --top-k N           experts per token (default: the model's)\n"
+	"  --weights DIR       Hugging Face folder (config.json + model.safetensors or\n"
+	"                      model.safetensors.index.json) or one .safetensors file;\n"
+	"                      names of Mixtral, Qwen2/Qwen3-MoE, OLMoE, DeepSeek-V3.\n"
+	"                      Without config.json, --model gives the shape.\n"
+	"  --layer N           layer of the checkpoint (default: its first MoE layer)\n\n"
+	"Run:\n"
+	"  --tokens N          tokens per forward (default 512, or the --input rows)\n"
+	"  --threads N         threads (default: online processors)\n"
+	"  --reps N            timed forwards (default 10)\n"
+	"  --warmup N          untimed forwards first (default 2)\n"
+	"  --seed N            seed of random weights and input (default 1)\n"
+	"  --input FILE.npy    hidden states [tokens x hidden], float32 or float64\n"
+	"  --output FILE.npy   write the layer's output [tokens x hidden], float32\n"
+	"  --capture FILE      write every forward's routing (ids, weights, logits) as a\n"
+	"                      .moetrace (one layer, one step per forward)\n"
+	"  --no-probe          skip the SGEMM roof probe (no %-of-roof figures)\n\n"
+	"Output:\n"
+	"  --db FILE           store the run (kind profile) with its stages, expert\n"
+	"                      loads and metrics\n"
+	"  --label TEXT        label of the stored run\n"
+	"  --format FMT        table (default), csv or json\n"
+	"  -q, --quiet         no progress on stderr\n"
+	"  -h, --help          show this help\n\n"
+	"Expert parallelism (--ep R under mpirun) and `profile a2a` need a build\n"
+	"configured with MPI; this build says so and exits 1.\n\n"
+	"Examples:\n"
+	"  moekit profile --model mixtral-8x7b --hidden 1024 --ffn 2816 --tokens 512\n"
+	"  moekit profile --weights ~/hf/OLMoE-1B-7B-0924 --layer 3 --capture olmoe.moetrace\n"
+	"  moekit profile --model deepseek-v3 --hidden 512 --ffn 256 --experts 64 --db study.db\n\n"
+	"Exit status: 0 success, 1 a runtime failure (unreadable or lying checkpoint,\n"
+	"missing tensor, unsupported architecture), 2 a usage error.\n";
+
+#define CMD "profile"
+
+struct opts {
+	const char *model, *weights, *input, *output, *capture, *db, *label;
+	long hidden, ffn, experts, top_k, layer, tokens, threads, reps, warmup, seed;
+	int probe, quiet;
+	enum cli_format fmt;
+};
+
+struct capture {
+	struct trace_writer *w;
+	struct prof_forward *f;
+};
+
+static enum moe_status capture_cb(void *user, uint64_t step, size_t n)
+{
+	struct capture *c = user;
+	return trace_writer_add_tokens(c->w, step, 0, n, NULL, prof_forward_ids(c->f),
+				       prof_forward_gates(c->f), prof_forward_logits(c->f));
+}
+
+/* Resolves the layer's configuration from --weights / --model and scaling. */
+static int resolve_cfg(const struct opts *o, struct prof_layer_cfg *c, int *layer, int *from_hf)
+{
+	enum moe_status st;
+	struct moe_model m;
+
+	*from_hf = 0;
+	if (o->weights) {
+		struct stat sb;
+		if (stat(o->weights, &sb) != 0)
+			return cli_usage(CMD, "--weights %s: no such file or folder", o->weights);
+		if (S_ISDIR(sb.st_mode)) {
+			st = prof_hf_config_load(o->weights, layer, c);
+			if (st == MOE_OK) {
+				*from_hf = 1;
+				if (o->hidden || o->ffn || o->experts)
+					return cli_usage(CMD, "--hidden, --ffn, --experts: the checkpoint fixes the shape");
+				if (o->top_k)
+					c->top_k = (int)o->top_k;
+				if ((st = prof_layer_cfg_check(c)) != MOE_OK)
+					return cli_fail(CMD, st);
+				return 0;
+			}
+			if (st != MOE_ENOTFOUND)
+				return cli_fail(CMD, st);
+		}
+		if (!o->model)
+			return cli_usage(CMD, "--weights %s has no config.json: give --model for the shape",
+					 o->weights);
+	}
+	if (!o->model)
+		return cli_usage(CMD, "give --model PRESET|FILE or --weights DIR");
+	if ((st = moe_model_load(o->model, &m)) != MOE_OK)
+		return cli_fail(CMD, st);
+	if ((st = prof_layer_cfg_from_model(&m, c)) != MOE_OK)
+		return cli_fail(CMD, st);
+	if (o->hidden)
+		c->hidden = (int)o->hidden;
+	if (o->ffn) {
+		/* shared experts scale with the routed ones */
+		if (c->shared_ffn)
+			c->shared_ffn = (int)(c->shared_ffn / c->ffn * o->ffn);
+		c->ffn = (int)o->ffn;
+	}
+	if (o->experts)
+		c->experts = (int)o->experts;
+	if (o->top_k)
+		c->top_k = (int)o->top_k;
+	if (*layer < 0)
+		*layer = 0;
+	if ((st = prof_layer_cfg_check(c)) != MOE_OK)
+		return cli_usage(CMD, "%s", moe_errmsg());
+	return 0;
+}
+
+static void fmt_num(char *buf, size_t n, double v, int prec)
+{
+	snprintf(buf, n, "%.*f", prec, v);
+}
+
+static char *inputs_json(const struct opts *o, const struct prof_layer_cfg *c, int layer, size_t tokens)
+{
+	json_t *j = json_object();
+	char *s;
+	json_object_set_new(j, "model", o->model ? json_string(o->model) : json_null());
+	json_object_set_new(j, "weights", o->weights ? json_string(o->weights) : json_null());
+	json_object_set_new(j, "model_type", json_string(c->model_type));
+	json_object_set_new(j, "layer", json_integer(layer));
+	json_object_set_new(j, "hidden", json_integer(c->hidden));
+	json_object_set_new(j, "ffn", json_integer(c->ffn));
+	json_object_set_new(j, "experts", json_integer(c->experts));
+	json_object_set_new(j, "top_k", json_integer(c->top_k));
+	json_object_set_new(j, "shared_ffn", json_integer(c->shared_ffn));
+	json_object_set_new(j, "router", json_string(moe_route_kind_name(c->kind)));
+	json_object_set_new(j, "groups", json_integer(c->groups));
+	json_object_set_new(j, "groups_per_token", json_integer(c->groups_per_token));
+	json_object_set_new(j, "routed_scaling", json_real(c->scaling));
+	json_object_set_new(j, "norm_topk", json_boolean(c->norm));
+	json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
+	json_object_set_new(j, "threads", json_integer(o->threads));
+	json_object_set_new(j, "reps", json_integer(o->reps));
+	json_object_set_new(j, "warmup", json_integer(o->warmup));
+	json_object_set_new(j, "input", o->input ? json_string(o->input) : json_null());
+	json_object_set_new(j, "dtype", json_string("fp32"));
+	s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	return s;
+}
+
+static json_t *summary_obj(const struct prof_machine *mc, const struct prof_result *r,
+			   struct prof_forward *f, size_t tokens)
+{
+	json_t *j = json_object();
+	json_object_set_new(j, "cpu", json_string(mc->cpu));
+	json_object_set_new(j, "cores", json_integer(mc->cores));
+	json_object_set_new(j, "threads", json_integer(mc->threads));
+	json_object_set_new(j, "blas", json_string(mc->blas));
+	json_object_set_new(j, "kernel", json_string(prof_forward_kernel(f)));
+	json_object_set_new(j, "sgemm_roof_gflops", mc->sgemm_gflops > 0 ? json_real(mc->sgemm_gflops) : json_null());
+	json_object_set_new(j, "load_average", json_real(mc->load_avg));
+	json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
+	json_object_set_new(j, "routed_rows", json_real(r->routed_rows));
+	json_object_set_new(j, "dropped", json_real(r->dropped));
+	json_object_set_new(j, "total_median_s", json_real(r->stage[PROF_STAGE_TOTAL].median_s));
+	json_object_set_new(j, "gflops", json_real(r->gflops));
+	json_object_set_new(j, "roof_fraction",
+			    mc->sgemm_gflops > 0 ? json_real(r->gflops / mc->sgemm_gflops) : json_null());
+	json_object_set_new(j, "peak_rss_bytes", json_real(r->peak_rss_bytes));
+	json_object_set_new(j, "packed_bytes", json_real(prof_forward_bytes(f)));
+	return j;
+}
+
+static double stage_gflops(const struct prof_result *r, int s)
+{
+	return r->flops[s] > 0 ? r->flops[s] / r->stage[s].median_s / 1e9 : 0;
+}
+
+static enum moe_status store_run(const struct opts *o, const char *inputs, json_t *summary,
+				 const struct prof_result *r, struct prof_forward *f,
+				 const struct prof_machine *mc, int layer, size_t tokens)
+{
+	struct store *db;
+	int64_t id;
+	enum moe_status st;
+	const struct prof_layer_cfg *c = prof_forward_cfg(f);
+	char *sum;
+	struct store_run_meta meta = {"profile", o->label, o->model ? o->model : o->weights, NULL,
+				      inputs, (uint64_t)o->seed};
+
+	if ((st = store_open(o->db, STORE_WRITE, &db)) != MOE_OK)
+		return st;
+	if ((st = store_run_begin(db, &meta, &id)) != MOE_OK) {
+		store_close(db);
+		return st;
+	}
+	for (int s = 0; s < PROF_STAGE_COUNT && st == MOE_OK; s++) {
+		struct store_stage_row row = {prof_stage_name((enum prof_stage)s), r->reps,
+					      r->stage[s].median_s, r->stage[s].p10_s, r->stage[s].p90_s,
+					      r->stage[s].min_s, stage_gflops(r, s), (double)tokens};
+		st = store_stage_add(db, id, &row);
+	}
+	for (int e = 0; e < c->experts && st == MOE_OK; e++) {
+		struct store_expert_row row = {layer, e, 0, (double)prof_forward_load(f)[e], 0};
+		st = store_expert_add(db, id, &row);
+	}
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "gflops", r->gflops, "GFLOP/s");
+	if (st == MOE_OK && mc->sgemm_gflops > 0)
+		st = store_metric_add(db, id, "sgemm_roof_gflops", mc->sgemm_gflops, "GFLOP/s");
+	if (st == MOE_OK && mc->sgemm_gflops > 0)
+		st = store_metric_add(db, id, "roof_fraction", r->gflops / mc->sgemm_gflops, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "total_s", r->stage[PROF_STAGE_TOTAL].median_s, "s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "peak_rss_bytes", r->peak_rss_bytes, "B");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "routed_rows", r->routed_rows, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "dropped", r->dropped, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "threads", mc->threads, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "flops", r->flops[PROF_STAGE_TOTAL], "FLOP");
+	if (st != MOE_OK) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s", moe_errmsg());
+		store_run_fail(db, id, msg);
+		store_close(db);
+		return moe_error(st, "%s", msg);
+	}
+	sum = json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	st = store_run_done(db, id, sum);
+	free(sum);
+	store_close(db);
+	return st;
+}
+
+static void print_result(const struct opts *o, const struct prof_layer_cfg *c, int layer,
+			 size_t tokens, const struct prof_machine *mc, const struct prof_result *r,
+			 struct prof_forward *f, json_t *summary, const char *inputs)
+{
+	struct cli_table *t = cli_table_new("stages");
+	const char *cols[] = {"stage", "median_ms", "p10_ms", "p90_ms", "min_ms", "share_%", "GFLOP/s"};
+	double total = r->stage[PROF_STAGE_TOTAL].median_s;
+
+	if (o->fmt == CLI_FORMAT_JSON) {
+		json_t *root = json_object(), *stages = json_array();
+		json_error_t jerr;
+		for (int s = 0; s < PROF_STAGE_COUNT; s++) {
+			json_t *row = json_object();
+			json_object_set_new(row, "stage", json_string(prof_stage_name((enum prof_stage)s)));
+			json_object_set_new(row, "median_s", json_real(r->stage[s].median_s));
+			json_object_set_new(row, "p10_s", json_real(r->stage[s].p10_s));
+			json_object_set_new(row, "p90_s", json_real(r->stage[s].p90_s));
+			json_object_set_new(row, "min_s", json_real(r->stage[s].min_s));
+			json_object_set_new(row, "gflops", json_real(stage_gflops(r, s)));
+			json_array_append_new(stages, row);
+		}
+		json_object_set_new(root, "inputs", json_loads(inputs, 0, &jerr));
+		json_object_set(root, "summary", summary);
+		json_object_set_new(root, "stages", stages);
+		json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(root);
+		cli_table_free(t);
+		return;
+	}
+	cli_table_note(t, "moekit %s profile: MoE layer forward, FP32, CPU", PACKAGE_VERSION);
+	cli_table_note(t, "layer: %s%s%s layer %d: hidden %d, ffn %d, experts %d, top-%d%s, router %s%s",
+		       c->model_type, o->weights ? " from " : "", o->weights ? o->weights : "", layer,
+		       c->hidden, c->ffn, c->experts, c->top_k, c->shared_ffn ? " + shared" : "",
+		       moe_route_kind_name(c->kind), c->groups > 1 ? " with groups" : "");
+	cli_table_note(t, "tokens %zu, routed rows %.0f, dropped %.0f; reps %d after %d warm-up; seed %ld",
+		       tokens, r->routed_rows, r->dropped, r->reps, r->warmup, o->seed);
+	cli_table_note(t, "machine: %s, %d cores, %d threads; kernel %s; load average %.2f", mc->cpu,
+		       mc->cores, mc->threads, prof_forward_kernel(f), mc->load_avg);
+	cli_table_note(t, "blas: %s", mc->blas);
+	if (mc->sgemm_gflops > 0)
+		cli_table_note(t, "SGEMM roof %.1f GFLOP/s (%d^3); layer %.1f GFLOP/s = %.1f%% of roof",
+			       mc->sgemm_gflops, mc->sgemm_n, r->gflops, 100 * r->gflops / mc->sgemm_gflops);
+	else
+		cli_table_note(t, "layer %.1f GFLOP/s (SGEMM roof not probed)", r->gflops);
+	cli_table_note(t, "peak memory %.1f MiB; activation is fused into gate_up's epilogue",
+		       r->peak_rss_bytes / 1048576.0);
+	for (int i = 0; i < 7; i++)
+		cli_table_col(t, cols[i], i == 0 ? CLI_COL_STR : CLI_COL_NUM);
+	for (int s = 0; s < PROF_STAGE_COUNT; s++) {
+		char v[6][32];
+		const char *cells[7];
+		fmt_num(v[0], 32, r->stage[s].median_s * 1e3, 3);
+		fmt_num(v[1], 32, r->stage[s].p10_s * 1e3, 3);
+		fmt_num(v[2], 32, r->stage[s].p90_s * 1e3, 3);
+		fmt_num(v[3], 32, r->stage[s].min_s * 1e3, 3);
+		fmt_num(v[4], 32, total > 0 ? 100 * r->stage[s].median_s / total : 0, 1);
+		fmt_num(v[5], 32, stage_gflops(r, s), 1);
+		cells[0] = prof_stage_name((enum prof_stage)s);
+		for (int i = 0; i < 6; i++)
+			cells[i + 1] = v[i];
+		if (r->flops[s] <= 0)
+			cells[6] = "";
+		cli_table_row(t, cells);
+	}
+	cli_table_print(t, o->fmt, stdout);
+	cli_table_free(t);
+}
+
+static int run_profile(struct opts *o)
+{
+	struct prof_layer_cfg c;
+	struct prof_weights *w = NULL;
+	struct prof_forward *f = NULL;
+	struct prof_machine mc;
+	struct prof_result res;
+	struct capture cap = {NULL, NULL};
+	gsl_rng *rng = NULL;
+	float *x = NULL, *y = NULL;
+	size_t tokens = (size_t)o->tokens, rows = 0, cols = 0;
+	int layer = (int)o->layer, from_hf, rc = 0;
+	enum moe_status st;
+	char *inputs = NULL;
+	json_t *summary = NULL;
+
+	if ((rc = resolve_cfg(o, &c, &layer, &from_hf)) != 0)
+		return rc;
+	if (o->input) {
+		if ((st = prof_npy_read(o->input, &x, &rows, &cols)) != MOE_OK)
+			return cli_fail(CMD, st);
+		if (cols != (size_t)c.hidden) {
+			free(x);
+			return cli_usage(CMD, "--input %s: %zu columns, the layer's hidden size is %d", o->input,
+					 cols, c.hidden);
+		}
+		if (o->tokens && (size_t)o->tokens != rows) {
+			free(x);
+			return cli_usage(CMD, "--tokens %ld disagrees with --input's %zu rows", o->tokens, rows);
+		}
+		tokens = rows;
+	}
+	if (!tokens)
+		tokens = 512;
+	rng = gsl_rng_alloc(gsl_rng_mt19937);
+	gsl_rng_set(rng, (unsigned long)o->seed);
+	if (o->weights) {
+		if (!from_hf) {
+			struct prof_st *stf;
+			if ((st = prof_st_open(o->weights, &stf)) != MOE_OK)
+				goto fail;
+			c.arch = prof_arch_detect(stf, layer);
+			prof_st_close(stf);
+			if (c.arch == PROF_ARCH_NONE) {
+				st = moe_error(MOE_EUNSUPPORTED,
+					       "%s: no router tensor for layer %d under the Mixtral, Qwen/OLMoE or "
+					       "DeepSeek-V3 names (model.layers.%d.block_sparse_moe.gate.weight, "
+					       "model.layers.%d.mlp.gate.weight)", o->weights, layer, layer, layer);
+				goto fail;
+			}
+			c.has_bias = c.arch == PROF_ARCH_DEEPSEEK;
+		}
+		st = prof_weights_load(o->weights, layer, &c, &w);
+	} else {
+		st = prof_weights_random(&c, rng, &w);
+	}
+	if (st != MOE_OK)
+		goto fail;
+	if (!x) {
+		if (!(x = malloc(tokens * (size_t)c.hidden * sizeof(float)))) {
+			st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", tokens);
+			goto fail;
+		}
+		for (size_t i = 0; i < tokens * (size_t)c.hidden; i++)
+			x[i] = (float)(2.0 * gsl_rng_uniform(rng) - 1.0);
+	}
+	if (!(y = malloc(tokens * (size_t)c.hidden * sizeof(float)))) {
+		st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", tokens);
+		goto fail;
+	}
+	if (!o->quiet && isatty(STDERR_FILENO))
+		fprintf(stderr, "moekit profile: probing and packing...\n");
+	if ((st = prof_machine_probe((int)o->threads, o->probe, &mc)) != MOE_OK)
+		goto fail;
+	if ((st = prof_forward_new(w, (int)o->threads, tokens, &f)) != MOE_OK)
+		goto fail;
+	prof_weights_free(w);
+	w = NULL;
+	if (o->capture) {
+		struct trace_header h;
+		trace_header_init(&h, 1, (uint32_t)c.experts, (uint32_t)c.top_k, 1);
+		h.flags = TRACE_F_WEIGHTS | TRACE_F_LOGITS;
+		snprintf(h.model, sizeof h.model, "%s", c.model_type);
+		if ((st = trace_writer_open(o->capture, &h, NULL, &cap.w)) != MOE_OK)
+			goto fail;
+		cap.f = f;
+	}
+	if ((st = prof_harness_run(f, x, tokens, y, (int)o->warmup, (int)o->reps,
+				   cap.w ? capture_cb : NULL, &cap, &res)) != MOE_OK)
+		goto fail;
+	if (cap.w) {
+		st = trace_writer_close(cap.w);
+		cap.w = NULL;
+		if (st != MOE_OK)
+			goto fail;
+	}
+	if (o->output && (st = prof_npy_write(o->output, y, tokens, (size_t)c.hidden)) != MOE_OK)
+		goto fail;
+	inputs = inputs_json(o, &c, layer, tokens);
+	summary = summary_obj(&mc, &res, f, tokens);
+	if (o->db && (st = store_run(o, inputs, summary, &res, f, &mc, layer, tokens)) != MOE_OK)
+		goto fail;
+	print_result(o, &c, layer, tokens, &mc, &res, f, summary, inputs);
+	rc = cli_finish_stdout(CMD);
+	goto out;
+fail:
+	rc = cli_fail(CMD, st);
+	/* a usage-class status from the library is still a runtime failure here
+	 * when it came from a file (EINVAL is reserved for option values) */
+out:
+	trace_writer_abort(cap.w);
+	json_decref(summary);
+	free(inputs);
+	prof_forward_free(f);
+	prof_weights_free(w);
+	gsl_rng_free(rng);
+	free(x);
+	free(y);
+	return rc;
+}
+
+int cmd_profile(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"model", required_argument, NULL, 'm'},
+		{"hidden", required_argument, NULL, 'H'},
+		{"ffn", required_argument, NULL, 'F'},
+		{"experts", required_argument, NULL, 'E'},
+		{"top-k", required_argument, NULL, 'k'},
+		{"weights", required_argument, NULL, 'w'},
+		{"layer", required_argument, NULL, 'l'},
+		{"tokens", required_argument, NULL, 'n'},
+		{"threads", required_argument, NULL, 't'},
+		{"reps", required_argument, NULL, 'r'},
+		{"warmup", required_argument, NULL, 'W'},
+		{"seed", required_argument, NULL, 's'},
+		{"input", required_argument, NULL, 'i'},
+		{"output", required_argument, NULL, 'o'},
+		{"capture", required_argument, NULL, 'c'},
+		{"no-probe", no_argument, NULL, 'P'},
+		{"db", required_argument, NULL, 'd'},
+		{"label", required_argument, NULL, 'L'},
+		{"format", required_argument, NULL, 'f'},
+		{"ep", required_argument, NULL, 'e'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct opts o;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), ep = 1;
+	int c;
+
+	memset(&o, 0, sizeof o);
+	o.layer = -1;
+	o.threads = ncpu > 0 ? ncpu : 1;
+	o.reps = 10;
+	o.warmup = 2;
+	o.seed = 1;
+	o.probe = 1;
+	o.fmt = CLI_FORMAT_TABLE;
+	if (argc > 1 && strcmp(argv[1], "a2a") == 0) {
+		fprintf(stderr, "moekit profile: a2a: this build has no MPI (configure --with-mpi)\n");
+		return 1;
+	}
+	while ((c = getopt_long(argc, argv, "qh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o.model = optarg; break;
+		case 'w': o.weights = optarg; break;
+		case 'i': o.input = optarg; break;
+		case 'o': o.output = optarg; break;
+		case 'c': o.capture = optarg; break;
+		case 'd': o.db = optarg; break;
+		case 'L': o.label = optarg; break;
+		case 'P': o.probe = 0; break;
+		case 'q': o.quiet = 1; break;
+		case 'H': if (!cli_parse_long(CMD, "--hidden", optarg, 1, 1 << 20, &o.hidden)) return 2; break;
+		case 'F': if (!cli_parse_long(CMD, "--ffn", optarg, 1, 1 << 22, &o.ffn)) return 2; break;
+		case 'E': if (!cli_parse_long(CMD, "--experts", optarg, 1, 65536, &o.experts)) return 2; break;
+		case 'k': if (!cli_parse_long(CMD, "--top-k", optarg, 1, 65536, &o.top_k)) return 2; break;
+		case 'l': if (!cli_parse_long(CMD, "--layer", optarg, 0, 1 << 20, &o.layer)) return 2; break;
+		case 'n': if (!cli_parse_long(CMD, "--tokens", optarg, 1, 1L << 26, &o.tokens)) return 2; break;
+		case 't': if (!cli_parse_long(CMD, "--threads", optarg, 1, 1024, &o.threads)) return 2; break;
+		case 'r': if (!cli_parse_long(CMD, "--reps", optarg, 1, 1000000, &o.reps)) return 2; break;
+		case 'W': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &o.warmup)) return 2; break;
+		case 's': if (!cli_parse_long(CMD, "--seed", optarg, 0, 0x7fffffffL, &o.seed)) return 2; break;
+		case 'e': if (!cli_parse_long(CMD, "--ep", optarg, 1, 1 << 20, &ep)) return 2; break;
+		case 'f':
+			if (!cli_parse_format(CMD, optarg, &o.fmt))
+				return 2;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return cli_finish_stdout(CMD);
+		default:
+			return cli_bad_option(CMD, argc, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+	if (ep > 1) {
+		fprintf(stderr, "moekit profile: --ep %ld: this build has no MPI (configure --with-mpi)\n", ep);
+		return 1;
+	}
+	return run_profile(&o);
+}
