@@ -34,3 +34,12 @@ bench_bench_forward_LDADD = profiler/libprofiler.la moe/libmoe.la $(JANSSON_LIBS
 	$(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
 
 moekit_SOURCES += cli/cmd_profile.c
+
+# The safetensors fuzz target: built and run by its script (clang, libFuzzer),
+# never by make check.
+EXTRA_DIST += tests/fuzz/fuzz_safetensors.c tests/fuzz/run_safetensors.sh \
+	tests/data/profiler/fuzz_seeds/f32.safetensors \
+	tests/data/profiler/fuzz_seeds/mixed.safetensors \
+	tests/data/profiler/fuzz_seeds/overlap.safetensors \
+	tests/data/profiler/fuzz_seeds/scalar.safetensors \
+	tests/data/profiler/fuzz_seeds/short.bin
