@@ -18,8 +18,8 @@ libmoekit_la_LIBADD += profiler/libprofiler.la
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_profiler
-TESTS += tests/check_profiler tests/profiler_ref.sh tests/profiler_errors.sh
-EXTRA_DIST += tests/profiler_ref.sh tests/profiler_errors.sh tests/profiler_ref.py
+TESTS += tests/check_profiler tests/profiler_ref.sh tests/profiler_errors.sh tests/profiler_cli.sh
+EXTRA_DIST += tests/profiler_ref.sh tests/profiler_errors.sh tests/profiler_ref.py tests/profiler_cli.sh
 tests_check_profiler_SOURCES = tests/check_profiler.c
 tests_check_profiler_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_profiler_LDADD = profiler/libprofiler.la moe/libmoe.la $(CHECK_LIBS) $(JANSSON_LIBS) \

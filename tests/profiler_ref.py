@@ -209,6 +209,32 @@ def compare(name, y, ref, margin, k_ok=1e-5):
     return good
 
 
+def check_capture(moekit, name, trace, x, W, cfg, margin):
+    """The captured trace holds the forward's routing: ids equal to the
+    reference's (near ties aside), weights and logits to 1e-4."""
+    js = trace + ".jsonl"
+    p = subprocess.run([moekit, "trace", "export", trace, "-o", js], capture_output=True, text=True)
+    if p.returncode != 0:
+        print("%s: trace export failed: %s" % (name, p.stderr.strip()))
+        return False
+    logits = x.astype(np.float64) @ W["router"].T
+    ids, w, _ = route(logits, cfg, W.get("bias"))
+    bad = 0
+    with open(js) as f:
+        for line in f:
+            r = json.loads(line)
+            t = r["token"]
+            if r["step"] != 0 or margin[t] <= 1e-5:
+                continue
+            if list(r["experts"]) != list(ids[t]) or \
+                    np.abs(np.array(r["weights"]) - w[t]).max() > 1e-4 * max(1.0, np.abs(w[t]).max()) or \
+                    np.abs(np.array(r["logits"]) - logits[t]).max() > 1e-4 * np.abs(logits[t]).max():
+                bad += 1
+    print("%-34s captured routing: %d tokens differ: %s" % (name + " top-%d" % cfg["k"], bad,
+                                                            "ok" if bad == 0 else "FAIL"))
+    return bad == 0
+
+
 def case(moekit, work, name, arch, config, W, cfg, n, layer, dtypes, shard=False, extra=()):
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
@@ -237,10 +263,11 @@ def case(moekit, work, name, arch, config, W, cfg, n, layer, dtypes, shard=False
     results = {}
     for k in cfg["ks"]:
         out = os.path.join(d, "y%d.npy" % k)
+        trace = os.path.join(d, "t%d.moetrace" % k)
         rc, so, se = run(moekit, ["--weights", d, "--layer", str(layer), "--input",
                                   os.path.join(d, "x.npy"), "--output", out, "--reps", "1",
                                   "--warmup", "0", "--no-probe", "--threads", "2", "--top-k",
-                                  str(k), "--quiet"] + list(extra))
+                                  str(k), "--quiet", "--capture", trace] + list(extra))
         if rc != 0:
             print("%s: moekit profile failed (%d): %s" % (name, rc, se.strip()))
             return False
@@ -248,6 +275,7 @@ def case(moekit, work, name, arch, config, W, cfg, n, layer, dtypes, shard=False
         c = dict(cfg, k=k)
         ref, margin = layer_ref(x.astype(np.float64), W, c)
         ok &= compare("%s top-%d" % (name, k), y, ref, margin)
+        ok &= check_capture(moekit, name, trace, x, W, c, margin)
         results[k] = (y, ref)
     return ok
 
