@@ -6,6 +6,7 @@
 #include "moe/error.h"
 #include "moe/route.h"
 #include "traces/gen.h"
+#include "traces/reroute.h"
 #include "traces/stats.h"
 #include "traces/trace.h"
 
@@ -531,6 +532,192 @@ START_TEST(stats_errors)
 }
 END_TEST
 
+/* ---- re-routing ---- */
+
+static void gen_logits_trace(const char *path, uint32_t ranks, uint64_t steps, double zipf)
+{
+	struct trace_gen_opts o;
+
+	trace_gen_opts_init(&o);
+	o.layers = 2;
+	o.experts = 8;
+	o.top_k = 2;
+	o.ranks = ranks;
+	o.steps = steps;
+	o.tokens_per_rank = 400;
+	o.zipf_s = zipf;
+	o.logits = 1;
+	gen_ok(&o, 77, path);
+}
+
+START_TEST(reroute_top1_vs_top2)
+{
+	/* same logits: top-1's expert is top-2's first slot, weight 1;
+	 * top-2 again reproduces the original exactly */
+	struct moe_route_policy p;
+	struct trace_reroute_opts ro;
+	struct trace_reader *a, *b;
+	const struct trace_chunk *ca, *cb;
+	uint64_t tokens[2], dropped[2], rerouted[2];
+	struct trace_reroute_result res = {tokens, dropped, rerouted};
+	size_t seen = 0;
+
+	gen_logits_trace(tmp_path("g.moetrace"), 2, 2, 1.0);
+	moe_route_policy_init(&p, 8, 1);
+	trace_reroute_opts_init(&ro);
+	ro.policy = &p;
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("g1.moetrace"), &ro, &res),
+			 MOE_OK);
+	ck_assert_uint_eq(tokens[0], 1600);
+	ck_assert_uint_eq(tokens[1], 1600);
+	ck_assert_uint_eq(dropped[0] + rerouted[0], 0);
+	ck_assert_int_eq(trace_reader_open(tmp_path("g.moetrace"), &a), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(tmp_path("g1.moetrace"), &b), MOE_OK);
+	ck_assert_uint_eq(trace_reader_header(b)->top_k, 1);
+	ck_assert(trace_reader_header(b)->flags & TRACE_F_LOGITS);
+	while (trace_reader_next(a, &ca) == MOE_OK && ca) {
+		ck_assert_int_eq(trace_reader_next(b, &cb), MOE_OK);
+		ck_assert_ptr_nonnull(cb);
+		ck_assert_uint_eq(ca->n, cb->n);
+		ck_assert_uint_eq(ca->step, cb->step);
+		for (size_t t = 0; t < ca->n; t++) {
+			ck_assert_int_eq(cb->ids[t], ca->ids[t * 2]);
+			ck_assert_uint_eq(cb->ranks[t], ca->ranks[t]);
+			ck_assert_double_eq_tol(cb->weights[t], 1, 1e-6);
+		}
+		seen += ca->n;
+	}
+	ck_assert_uint_eq(seen, 3200);
+	trace_reader_close(a);
+	trace_reader_close(b);
+	/* top-2 again: identical routes */
+	p.k = 2;
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("g2.moetrace"), &ro, NULL),
+			 MOE_OK);
+	ck_assert_int_eq(trace_reader_open(tmp_path("g.moetrace"), &a), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(tmp_path("g2.moetrace"), &b), MOE_OK);
+	while (trace_reader_next(a, &ca) == MOE_OK && ca) {
+		ck_assert_int_eq(trace_reader_next(b, &cb), MOE_OK);
+		ck_assert_int_eq(memcmp(ca->ids, cb->ids, ca->n * 2 * sizeof *ca->ids), 0);
+		for (size_t i = 0; i < ca->n * 2; i++)
+			ck_assert_double_eq_tol(ca->weights[i], cb->weights[i], 1e-6);
+	}
+	trace_reader_close(a);
+	trace_reader_close(b);
+}
+END_TEST
+
+START_TEST(reroute_capacity_matches_stats)
+{
+	/* dropping at cf 1: the slots the re-routing drops are the slots the
+	 * statistics count over capacity on the original (same batches) */
+	struct moe_route_policy p;
+	struct trace_reroute_opts ro;
+	struct trace_stats_opts so;
+	struct trace_stats *s;
+	uint64_t tokens[2], dropped[2], rerouted[2];
+	struct trace_reroute_result res = {tokens, dropped, rerouted};
+
+	gen_logits_trace(tmp_path("g.moetrace"), 3, 2, 1.2);
+	moe_route_policy_init(&p, 8, 2);
+	p.capacity_factor = 1;
+	trace_reroute_opts_init(&ro);
+	ro.policy = &p;
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("gc.moetrace"), &ro, &res),
+			 MOE_OK);
+	trace_stats_opts_init(&so);
+	so.capacity_factor = 1;
+	ck_assert_int_eq(trace_stats_compute(tmp_path("g.moetrace"), &so, &s), MOE_OK);
+	ck_assert_uint_gt(dropped[0], 100);
+	ck_assert_uint_eq(dropped[0], s->layer[0].dropped);
+	ck_assert_uint_eq(dropped[1], s->layer[1].dropped);
+	trace_stats_free(s);
+	/* and the re-routed trace holds exactly that many fewer slots */
+	ck_assert_int_eq(trace_stats_compute(tmp_path("gc.moetrace"), &so, &s), MOE_OK);
+	ck_assert_uint_eq(s->layer[0].slots, 2400 * 2 - dropped[0]);
+	ck_assert_uint_eq(s->layer[0].dropped, 0);
+	trace_stats_free(s);
+	/* re-routing overflow instead: fewer drops, some moved */
+	p.overflow = MOE_ROUTE_REROUTE;
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("gr.moetrace"), &ro, &res),
+			 MOE_OK);
+	ck_assert_uint_gt(rerouted[0], 0);
+}
+END_TEST
+
+START_TEST(reroute_balancer_flattens)
+{
+	/* DeepSeek-V3 balancing replayed over 30 steps of a skewed trace: the
+	 * last 5 steps' imbalance is well below the first step's */
+	struct trace_gen_opts o;
+	struct moe_route_policy p;
+	struct trace_reroute_opts ro;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	double first = 0, last = 0;
+
+	trace_gen_opts_init(&o);
+	o.experts = 8;
+	o.top_k = 2;
+	o.steps = 30;
+	o.tokens_per_rank = 2000;
+	o.zipf_s = 1.5;
+	o.logits = 1;
+	gen_ok(&o, 4, tmp_path("b.moetrace"));
+	moe_route_policy_init(&p, 8, 2);
+	p.kind = MOE_ROUTE_SIGMOID_BIAS;
+	trace_reroute_opts_init(&ro);
+	ro.policy = &p;
+	ro.balance_rate = 0.02;
+	ck_assert_int_eq(trace_reroute(tmp_path("b.moetrace"), tmp_path("bb.moetrace"), &ro, NULL),
+			 MOE_OK);
+	ck_assert_int_eq(trace_reader_open(tmp_path("bb.moetrace"), &rd), MOE_OK);
+	while (trace_reader_next(rd, &c) == MOE_OK && c) {
+		uint64_t load[8] = {0}, mx = 0;
+
+		trace_chunk_loads(c, load);
+		for (int e = 0; e < 8; e++)
+			mx = load[e] > mx ? load[e] : mx;
+		if (c->step == 0)
+			first = mx / 500.0; /* mean load 4000 / 8 */
+		if (c->step >= 25)
+			last += mx / 500.0 / 5;
+	}
+	trace_reader_close(rd);
+	ck_assert_msg(first > 2 && last < 1.4, "max/mean first %g last %g", first, last);
+}
+END_TEST
+
+START_TEST(reroute_errors)
+{
+	struct moe_route_policy p;
+	struct trace_reroute_opts ro;
+	struct trace_gen_opts o;
+
+	trace_gen_opts_init(&o); /* ids and weights only */
+	gen_ok(&o, 1, tmp_path("nl.moetrace"));
+	moe_route_policy_init(&p, 8, 1);
+	trace_reroute_opts_init(&ro);
+	ro.policy = &p;
+	ck_assert_int_eq(trace_reroute(tmp_path("nl.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
+			 MOE_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "no router logits"));
+	ck_assert_int_eq(access(tmp_path("nlo.moetrace"), F_OK), -1);
+	write_small(tmp_path("smallc.moetrace"), 1);
+	ck_assert_int_eq(trace_reroute(tmp_path("smallc.moetrace"), tmp_path("nlo.moetrace"), &ro,
+				       NULL), MOE_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "counts only"));
+	gen_logits_trace(tmp_path("g.moetrace"), 1, 1, 0);
+	moe_route_policy_init(&p, 16, 1);
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
+			 MOE_EINVAL);
+	ck_assert_int_eq(access(tmp_path("nlo.moetrace"), F_OK), -1);
+	ro.policy = NULL;
+	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
+			 MOE_EINVAL);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 START_TEST(gen_errors)
@@ -587,7 +774,11 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, zipf_inversion);
 	tcase_add_test(c, stats_hand_computed);
 	tcase_add_test(c, stats_count_level);
+	tcase_add_test(c, reroute_top1_vs_top2);
+	tcase_add_test(c, reroute_capacity_matches_stats);
+	tcase_add_test(c, reroute_balancer_flattens);
 	tcase_add_test(e, gen_errors);
+	tcase_add_test(e, reroute_errors);
 	tcase_add_test(e, stats_errors);
 	suite_add_tcase(s, c);
 	suite_add_tcase(s, e);

@@ -51,8 +51,9 @@ struct acc {
 	uint64_t *ltokens;    /* [L] tokens that had logits */
 	double *smo_sum;      /* [L] sum over steps of per-step max/mean */
 	uint32_t *er;         /* [E] EP rank of each expert */
-	uint64_t *cur;        /* [E] loads of the current (step, layer) */
-	uint64_t cur_tokens;
+	uint64_t *cur;        /* [R x E] loads of the current (step, layer) per source rank */
+	uint64_t *cur_tokens; /* [R] its tokens per source rank */
+	uint64_t *tot;        /* [E] scratch: cur summed over ranks */
 	uint64_t cur_step;
 	uint32_t cur_layer;
 	int have_cur;
@@ -71,12 +72,15 @@ static void acc_free(struct acc *a)
 	free(a->smo_sum);
 	free(a->er);
 	free(a->cur);
+	free(a->cur_tokens);
+	free(a->tot);
 	free(a->prob);
 	free(a->dl);
 	free(a->seen);
 }
 
-/* Closes the current (step, layer) group: per-step imbalance and drops. */
+/* Closes the current (step, layer) group: per-step imbalance, and the
+ * drops of each source rank's batch at the capacity factor. */
 static void flush_group(struct trace_stats *s, struct acc *a)
 {
 	struct trace_layer_stats *ls;
@@ -85,31 +89,42 @@ static void flush_group(struct trace_stats *s, struct acc *a)
 	if (!a->have_cur)
 		return;
 	ls = &s->layer[a->cur_layer];
+	memset(a->tot, 0, a->e * sizeof *a->tot);
+	for (size_t r = 0; r < a->r; r++)
+		for (size_t i = 0; i < a->e; i++)
+			a->tot[i] += a->cur[r * a->e + i];
 	for (size_t i = 0; i < a->e; i++) {
-		sum += a->cur[i];
-		mx = a->cur[i] > mx ? a->cur[i] : mx;
+		sum += a->tot[i];
+		mx = a->tot[i] > mx ? a->tot[i] : mx;
 	}
 	ls->steps++;
 	if (sum > 0)
 		a->smo_sum[a->cur_layer] += (double)mx / ((double)sum / (double)a->e);
 	if (s->opts.capacity_factor > 0) {
-		size_t c;
-
 		a->cap.capacity_factor = s->opts.capacity_factor;
-		if (s->header.flags & TRACE_F_COUNTS) {
-			/* n k = total count: capacity ceil(cf * total / E) */
-			a->cap.k = 1;
-			c = moe_route_capacity(&a->cap, (size_t)sum);
-		} else {
-			a->cap.k = (int)a->k;
-			c = moe_route_capacity(&a->cap, (size_t)a->cur_tokens);
+		for (size_t r = 0; r < a->r; r++) {
+			const uint64_t *cr = a->cur + r * a->e;
+			size_t c;
+
+			if (s->header.flags & TRACE_F_COUNTS) {
+				/* n k = the rank's total count: ceil(cf * total / E) */
+				uint64_t tr = 0;
+
+				for (size_t i = 0; i < a->e; i++)
+					tr += cr[i];
+				a->cap.k = 1;
+				c = moe_route_capacity(&a->cap, (size_t)tr);
+			} else {
+				a->cap.k = (int)a->k;
+				c = moe_route_capacity(&a->cap, (size_t)a->cur_tokens[r]);
+			}
+			for (size_t i = 0; i < a->e; i++)
+				if (cr[i] > c)
+					ls->dropped += cr[i] - c;
 		}
-		for (size_t i = 0; i < a->e; i++)
-			if (a->cur[i] > c)
-				ls->dropped += a->cur[i] - c;
 	}
-	memset(a->cur, 0, a->e * sizeof *a->cur);
-	a->cur_tokens = 0;
+	memset(a->cur, 0, a->r * a->e * sizeof *a->cur);
+	memset(a->cur_tokens, 0, a->r * sizeof *a->cur_tokens);
 	a->have_cur = 0;
 }
 
@@ -120,15 +135,16 @@ static void add_tokens(struct trace_stats *s, struct acc *a, const struct trace_
 	uint64_t *pairs = a->pairs ? a->pairs + (size_t)c->layer * a->npair : NULL;
 
 	ls->tokens += c->n;
-	a->cur_tokens += c->n;
 	for (size_t t = 0; t < c->n; t++) {
 		const int32_t *id = c->ids + t * k;
+		uint64_t *cur = a->cur + (size_t)c->ranks[t] * e;
 		size_t nseen = 0;
 
+		a->cur_tokens[c->ranks[t]]++;
 		for (size_t j = 0; j < k; j++) {
 			if (id[j] < 0)
 				continue;
-			a->cur[id[j]]++;
+			cur[id[j]]++;
 			ls->load[id[j]]++;
 			ls->slots++;
 			if (pairs)
@@ -184,7 +200,7 @@ static void add_counts(struct trace_stats *s, struct acc *a, const struct trace_
 		for (size_t i = 0; i < e; i++) {
 			uint64_t v = c->counts[r * e + i];
 
-			a->cur[i] += v;
+			a->cur[r * e + i] += v;
 			ls->load[i] += v;
 			total += v;
 			if (ep)
@@ -312,11 +328,13 @@ enum moe_status trace_stats_compute(const char *path, const struct trace_stats_o
 	a.ltokens = calloc(a.l, sizeof *a.ltokens);
 	a.smo_sum = calloc(a.l, sizeof *a.smo_sum);
 	a.er = calloc(a.e, sizeof *a.er);
-	a.cur = calloc(a.e, sizeof *a.cur);
+	a.cur = a.r <= SIZE_MAX / 8 / a.e ? calloc(a.r * a.e, sizeof *a.cur) : NULL;
+	a.cur_tokens = calloc(a.r, sizeof *a.cur_tokens);
+	a.tot = calloc(a.e, sizeof *a.tot);
 	a.prob = calloc(a.e, sizeof *a.prob);
 	a.dl = calloc(a.e, sizeof *a.dl);
 	a.seen = calloc(a.k, sizeof *a.seen);
-	if (!s->layer || !a.psum || !a.zsum || !a.ltokens || !a.smo_sum || !a.er || !a.cur ||
+	if (!s->layer || !a.psum || !a.zsum || !a.ltokens || !a.smo_sum || !a.er || !a.cur || !a.cur_tokens || !a.tot ||
 	    !a.prob || !a.dl || !a.seen)
 		goto nomem;
 	for (uint32_t l = 0; l < s->layers; l++) {

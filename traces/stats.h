@@ -1,7 +1,8 @@
 /* traces/stats.h: what a router trace says about load balance, computed in
  * one streaming pass (memory: O(layers x E^2 / 2) for the co-activation
  * counts when E <= TRACE_STATS_PAIRS_MAX_E, plus O(layers x (E + ranks x
- * ep)), not growing with the number of tokens).
+ * ep)) and O(ranks x E) for the current step, not growing with the number
+ * of tokens).
  *
  * Per layer, over every step of the trace (definitions; `slots` are the
  * non-empty (token, slot) entries, i.e. routed copies):
@@ -11,11 +12,12 @@
  *  - cv: population standard deviation of load over its mean;
  *  - entropy_bits: -sum f_i log2 f_i, f = load / sum(load) (0 log 0 = 0);
  *    entropy_norm = entropy_bits / log2(E) (1 = perfectly even);
- *  - dropped: slots over capacity at capacity factor cf, per (step, layer):
- *    C = ceil(cf n k / E) (moe_route_capacity, n the tokens of the step and
- *    layer; a count-level trace uses n k = its total count) and dropped =
- *    sum_i max(0, load_step[i] - C) (how many, whatever the order: with
- *    dropping, expert i admits min(load, C));
+ *  - dropped: slots over capacity at capacity factor cf.  As in routing
+ *    (and `trace reroute`), each source rank's tokens of one (step, layer)
+ *    are a batch: C = ceil(cf n k / E) (moe_route_capacity, n the batch's
+ *    tokens; a count-level trace uses n k = the rank's total count) and
+ *    dropped = sum over batches and experts of max(0, load[i] - C) (how
+ *    many, whatever the order: with dropping, expert i admits min(load, C));
  *  - with logits: the Switch load-balancing loss aux = E sum_i f_i P_i, with
  *    f_i = slots to i / tokens and P_i = mean over tokens of softmax(l)_i
  *    (the Hugging Face Mixtral convention: 1 for balanced top-1, k for
