@@ -28,7 +28,7 @@ endif
 
 EXTRA_PROGRAMS += bench/bench_forward
 BENCHMARKS += bench/bench_forward
-EXTRA_DIST += bench/torch_moe_block.py
+EXTRA_DIST += bench/torch_moe_block.py docs/profiler.md
 bench_bench_forward_SOURCES = bench/bench_forward.c
 bench_bench_forward_LDADD = profiler/libprofiler.la moe/libmoe.la $(JANSSON_LIBS) $(GSL_LIBS) \
 	$(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
