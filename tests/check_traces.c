@@ -943,6 +943,23 @@ START_TEST(test_text_bad)
 		ck_assert(!exists(tpath("t.moetrace")));
 	}
 	ck_assert(no_tmp_left());
+	/* Regression (found by fuzz_import_csv): a column named like expert_<j>
+	 * with j beyond the top-k limit, or trailing characters, is an unknown
+	 * column (ignored), not an index into the column table. */
+	{
+		const char *t = "step,layer,token,rank,expert_1615,expert_0,expert_00x\n0,0,0,0,1,2,3\n";
+		struct trace_reader *r;
+		spit(tpath("hc.csv"), t, (long)strlen(t));
+		ck_assert_msg(trace_import(tpath("hc.csv"), tpath("hc.moetrace"), &io) == MOE_OK, "%s",
+			      moe_errmsg());
+		ck_assert_int_eq(trace_reader_open(tpath("hc.moetrace"), &r), MOE_OK);
+		ck_assert_uint_eq(trace_reader_header(r)->top_k, 1);
+		trace_reader_close(r);
+		t = "step,layer,token,rank,expert_0,expert_0\n0,0,0,0,1,2\n";
+		spit(tpath("hd.csv"), t, (long)strlen(t));
+		ck_assert_int_eq(trace_import(tpath("hd.csv"), tpath("hd.moetrace"), &io), MOE_EFORMAT);
+		ck_assert_msg(strstr(moe_errmsg(), "column expert_0 twice") != NULL, "%s", moe_errmsg());
+	}
 }
 END_TEST
 

@@ -945,6 +945,23 @@ static int split_csv(struct tsrc *s)
 	return n;
 }
 
+/* The j of a column named PREFIX<j> (decimal digits only, j < the top-k
+ * limit), or -1. */
+static int col_index(const char *c, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	long j = 0;
+
+	if (strncmp(c, prefix, n) != 0 || c[n] == '\0' || strlen(c + n) > 6)
+		return -1;
+	for (const char *p = c + n; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		j = j * 10 + (*p - '0');
+	}
+	return j < (long)TRACE_MAX_TOP_K ? (int)j : -1;
+}
+
 static enum moe_status csv_header(struct tsrc *s)
 {
 	int n, maxj = -1;
@@ -957,16 +974,19 @@ static enum moe_status csv_header(struct tsrc *s)
 	s->ncols = n;
 	for (int i = 0; i < n; i++) {
 		const char *c = s->cells[i];
-		if (strcmp(c, "step") == 0) s->c_step = i;
-		else if (strcmp(c, "layer") == 0) s->c_layer = i;
-		else if (strcmp(c, "rank") == 0) s->c_rank = i;
-		else if (strcmp(c, "expert") == 0) s->c_expert = i;
-		else if (strcmp(c, "tokens") == 0) s->c_tokens = i;
-		else if (strncmp(c, "expert_", 7) == 0 && isdigit((unsigned char)c[7]) &&
-			 atoi(c + 7) < (int)TRACE_MAX_TOP_K) {
-			if (atoi(c + 7) > maxj)
-				maxj = atoi(c + 7);
+		int *slot = strcmp(c, "step") == 0     ? &s->c_step
+			    : strcmp(c, "layer") == 0  ? &s->c_layer
+			    : strcmp(c, "rank") == 0   ? &s->c_rank
+			    : strcmp(c, "expert") == 0 ? &s->c_expert
+			    : strcmp(c, "tokens") == 0 ? &s->c_tokens
+						       : NULL;
+		if (slot != NULL) {
+			if (*slot >= 0)
+				MOE_FAIL(MOE_EFORMAT, "%s:1: header row: column %s twice", s->path, c);
+			*slot = i;
 		}
+		if (col_index(c, "expert_") > maxj)
+			maxj = col_index(c, "expert_");
 	}
 	if (s->c_step < 0 || s->c_layer < 0)
 		MOE_FAIL(MOE_EFORMAT, "%s:1: header row: expected columns step, layer and either rank, "
@@ -988,12 +1008,13 @@ static enum moe_status csv_header(struct tsrc *s)
 	for (int j = 0; j < s->k; j++)
 		s->c_ids[j] = s->c_w[j] = -1;
 	for (int i = 0; i < n; i++) {
-		const char *c = s->cells[i];
-		if (strncmp(c, "expert_", 7) == 0 && isdigit((unsigned char)c[7]))
-			s->c_ids[atoi(c + 7)] = i;
-		else if (strncmp(c, "weight_", 7) == 0 && isdigit((unsigned char)c[7]) &&
-			 atoi(c + 7) < s->k)
-			s->c_w[atoi(c + 7)] = i;
+		int j = col_index(s->cells[i], "expert_"), jw = col_index(s->cells[i], "weight_");
+		if ((j >= 0 && s->c_ids[j] >= 0) || (jw >= 0 && jw < s->k && s->c_w[jw] >= 0))
+			MOE_FAIL(MOE_EFORMAT, "%s:1: header row: column %s twice", s->path, s->cells[i]);
+		if (j >= 0)
+			s->c_ids[j] = i;
+		else if (jw >= 0 && jw < s->k)
+			s->c_w[jw] = i;
 	}
 	for (int j = 0; j < s->k; j++) {
 		if (s->c_ids[j] < 0)

@@ -22,6 +22,30 @@ endif
 TESTS += tests/trace_cli.sh
 EXTRA_DIST += tests/trace_cli.sh
 
+# libFuzzer targets (built and run by tests/fuzz/run.sh with clang, not by make).
+EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/fuzz_common.h tests/fuzz/fuzz_trace_reader.c \
+	tests/fuzz/fuzz_import_npy.c tests/fuzz/fuzz_import_npz.c tests/fuzz/fuzz_import_jsonl.c \
+	tests/fuzz/fuzz_import_csv.c \
+	tests/fuzz/corpus/import_csv/counts.csv \
+	tests/fuzz/corpus/import_csv/noweights.csv \
+	tests/fuzz/corpus/import_csv/tokens.csv \
+	tests/fuzz/corpus/import_jsonl/counts.jsonl \
+	tests/fuzz/corpus/import_jsonl/logits.jsonl \
+	tests/fuzz/corpus/import_jsonl/tokens.jsonl \
+	tests/fuzz/corpus/import_npy/f16.npy \
+	tests/fuzz/corpus/import_npy/f32-2d.npy \
+	tests/fuzz/corpus/import_npy/f32-3d.npy \
+	tests/fuzz/corpus/import_npy/i8.npy \
+	tests/fuzz/corpus/import_npy/u2.npy \
+	tests/fuzz/corpus/import_npz/ids-stacked.npz \
+	tests/fuzz/corpus/import_npz/ids.npz \
+	tests/fuzz/corpus/import_npz/layers.npz \
+	tests/fuzz/corpus/import_npz/stacked-deflate.npz \
+	tests/fuzz/corpus/trace_reader/counts.moetrace \
+	tests/fuzz/corpus/trace_reader/logits-zstd.moetrace \
+	tests/fuzz/corpus/trace_reader/npy-chunks.moetrace \
+	tests/fuzz/corpus/trace_reader/tokens.moetrace
+
 # Example traces, installed under $(pkgdatadir)/traces/examples.
 nobase_dist_pkgdata_DATA += traces/examples/README.md traces/examples/make-examples.sh \
 	traces/examples/olmoe-arxiv.moetrace traces/examples/mixtral-arxiv.moetrace \

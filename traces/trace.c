@@ -15,6 +15,11 @@
 #include <zlib.h>
 #include <zstd.h>
 
+static uint64_t per_token_bytes(const struct trace_header *h);
+#ifndef TRACE_MAX_CHUNK_BYTES
+#define TRACE_MAX_CHUNK_BYTES (1ull << 30)
+#endif
+
 void trace_header_init(struct trace_header *h, uint32_t layers, uint32_t experts, uint32_t top_k,
 		       uint32_t ranks)
 {
@@ -50,6 +55,17 @@ enum moe_status trace_header_check(const struct trace_header *h, const char *wha
 	if (h->ranks < 1 || h->ranks > TRACE_MAX_RANKS)
 		MOE_FAIL(MOE_EFORMAT, "%s: header ranks %u: expected 1 to %u", what, h->ranks,
 			 TRACE_MAX_RANKS);
+	/* One chunk must fit the reader's bound: a count chunk is R x E counts, a
+	 * token chunk at least one token. */
+	if ((h->flags & TRACE_F_COUNTS) &&
+	    8ull * h->ranks * h->experts > TRACE_MAX_CHUNK_BYTES)
+		MOE_FAIL(MOE_EFORMAT, "%s: header ranks x experts = %llu: a count chunk may hold at "
+			 "most %llu", what, (unsigned long long)h->ranks * h->experts,
+			 (unsigned long long)TRACE_MAX_CHUNK_BYTES / 8);
+	if (!(h->flags & TRACE_F_COUNTS) && 2 * per_token_bytes(h) > TRACE_MAX_CHUNK_BYTES)
+		MOE_FAIL(MOE_EFORMAT, "%s: header: one token takes %llu bytes: at most %llu", what,
+			 (unsigned long long)per_token_bytes(h),
+			 (unsigned long long)TRACE_MAX_CHUNK_BYTES / 2);
 	if (memchr(h->model, '\0', sizeof h->model) == NULL)
 		MOE_FAIL(MOE_EFORMAT, "%s: header model name: not NUL-terminated within %d bytes",
 			 what, TRACE_MODEL_MAX);
