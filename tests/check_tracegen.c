@@ -7,6 +7,7 @@
 #include "moe/route.h"
 #include "traces/gen.h"
 #include "traces/reroute.h"
+#include "traces/rescale.h"
 #include "traces/stats.h"
 #include "traces/trace.h"
 
@@ -718,6 +719,141 @@ START_TEST(reroute_errors)
 }
 END_TEST
 
+/* ---- rescaling ---- */
+
+static void rescale_ok(const char *in, const char *out, uint32_t ranks, unsigned long seed)
+{
+	struct trace_rescale_opts ro = {ranks, 0};
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+
+	gsl_rng_set(r, seed);
+	ck_assert_msg(trace_rescale(in, out, &ro, r, NULL, NULL) == MOE_OK, "%s", moe_errmsg());
+	gsl_rng_free(r);
+}
+
+START_TEST(rescale_keeps_paths_and_loads)
+{
+	/* 2 recorded ranks, layer 1 fully determined by layer 0 (rho = 1):
+	 * rescaled to 6 ranks, every token still follows the same map, and the
+	 * per-layer load shares stay within sampling noise */
+	struct trace_gen_opts o;
+	struct trace_stats_opts so;
+	struct trace_stats *a, *b;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	enum { T = 3000 };
+	int32_t *first0 = malloc(6 * T * sizeof *first0);
+	int32_t map[8];
+	size_t n0 = 0, n1 = 0;
+
+	trace_gen_opts_init(&o);
+	o.layers = 2;
+	o.experts = 8;
+	o.top_k = 2;
+	o.ranks = 2;
+	o.tokens_per_rank = T;
+	o.zipf_s = 1;
+	o.rank_skew = 0.5;
+	o.layer_corr = 1;
+	gen_ok(&o, 8, tmp_path("p.moetrace"));
+	rescale_ok(tmp_path("p.moetrace"), tmp_path("p6.moetrace"), 6, 1);
+	rescale_ok(tmp_path("p.moetrace"), tmp_path("p6b.moetrace"), 6, 1);
+	ck_assert(files_equal(tmp_path("p6.moetrace"), tmp_path("p6b.moetrace")));
+	for (int e = 0; e < 8; e++)
+		map[e] = -1;
+	ck_assert_int_eq(trace_reader_open(tmp_path("p6.moetrace"), &rd), MOE_OK);
+	ck_assert_uint_eq(trace_reader_header(rd)->ranks, 6);
+	while (trace_reader_next(rd, &c) == MOE_OK && c)
+		for (size_t t = 0; t < c->n; t++) {
+			if (c->layer == 0) {
+				first0[n0++] = c->ids[t * 2];
+			} else {
+				int32_t e0 = first0[n1++], e1 = c->ids[t * 2];
+
+				ck_assert(map[e0] < 0 || map[e0] == e1);
+				map[e0] = e1;
+			}
+		}
+	trace_reader_close(rd);
+	ck_assert_uint_eq(n0, 6 * T);
+	ck_assert_uint_eq(n1, 6 * T);
+	trace_stats_opts_init(&so);
+	ck_assert_int_eq(trace_stats_compute(tmp_path("p.moetrace"), &so, &a), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(tmp_path("p6.moetrace"), &so, &b), MOE_OK);
+	for (int l = 0; l < 2; l++)
+		for (int e = 0; e < 8; e++)
+			ck_assert_double_eq_tol((double)b->layer[l].load[e] / b->layer[l].slots,
+						(double)a->layer[l].load[e] / a->layer[l].slots, 0.02);
+	trace_stats_free(a);
+	trace_stats_free(b);
+	/* fewer ranks: 2 -> 1 pools both, at the average tokens per rank */
+	rescale_ok(tmp_path("p.moetrace"), tmp_path("p1.moetrace"), 1, 2);
+	ck_assert_int_eq(trace_stats_compute(tmp_path("p1.moetrace"), &so, &b), MOE_OK);
+	ck_assert_uint_eq(b->header.ranks, 1);
+	ck_assert_uint_eq(b->layer[0].tokens, T);
+	trace_stats_free(b);
+	free(first0);
+}
+END_TEST
+
+START_TEST(rescale_counts)
+{
+	/* small counts: rank 0 totals 4 then 0, rank 1 totals 2 then 1; to 4
+	 * ranks: new ranks 0 and 2 mirror rank 0, 1 and 3 mirror rank 1 */
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	const uint64_t want[2][4] = {{4, 2, 4, 2}, {0, 1, 0, 1}};
+
+	write_small(tmp_path("smallc.moetrace"), 1);
+	rescale_ok(tmp_path("smallc.moetrace"), tmp_path("smallc4.moetrace"), 4, 1);
+	ck_assert_int_eq(trace_reader_open(tmp_path("smallc4.moetrace"), &rd), MOE_OK);
+	ck_assert_uint_eq(trace_reader_header(rd)->ranks, 4);
+	while (trace_reader_next(rd, &c) == MOE_OK && c)
+		for (int r = 0; r < 4; r++) {
+			uint64_t sum = 0;
+
+			for (int e = 0; e < 4; e++) {
+				sum += c->counts[r * 4 + e];
+				/* never an expert the pool did not use */
+				if (c->step == 1)
+					ck_assert(e == 3 || c->counts[r * 4 + e] == 0);
+			}
+			ck_assert_uint_eq(sum, want[c->step][r]);
+		}
+	trace_reader_close(rd);
+}
+END_TEST
+
+START_TEST(rescale_errors)
+{
+	/* layer 1 of step 0 holds 1 token of rank 0, layer 0 held 2 */
+	struct trace_header h;
+	struct trace_writer *w;
+	struct trace_rescale_opts ro = {4, 0};
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	const uint32_t rk[2] = {0, 0};
+	const int32_t ids[2] = {0, 1};
+	const float wt[2] = {1, 1};
+
+	trace_header_init(&h, 2, 4, 1, 1);
+	ck_assert_int_eq(trace_writer_open(tmp_path("bad.moetrace"), &h, NULL, &w), MOE_OK);
+	ck_assert_int_eq(trace_writer_add_tokens(w, 0, 0, 2, rk, ids, wt, NULL), MOE_OK);
+	ck_assert_int_eq(trace_writer_add_tokens(w, 0, 1, 1, rk, ids, wt, NULL), MOE_OK);
+	ck_assert_int_eq(trace_writer_close(w), MOE_OK);
+	ck_assert_int_eq(trace_rescale(tmp_path("bad.moetrace"), tmp_path("bad4.moetrace"), &ro, r,
+				       NULL, NULL), MOE_EFORMAT);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "step 0 layer 1 holds 1 tokens from rank 0"));
+	ck_assert_int_eq(access(tmp_path("bad4.moetrace"), F_OK), -1);
+	ro.ranks = 0;
+	ck_assert_int_eq(trace_rescale(tmp_path("bad.moetrace"), tmp_path("bad4.moetrace"), &ro, r,
+				       NULL, NULL), MOE_EINVAL);
+	ro.ranks = 2;
+	ck_assert_int_ne(trace_rescale(tmp_path("nothere.moetrace"), tmp_path("bad4.moetrace"), &ro,
+				       r, NULL, NULL), MOE_OK);
+	gsl_rng_free(r);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 START_TEST(gen_errors)
@@ -777,7 +913,10 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, reroute_top1_vs_top2);
 	tcase_add_test(c, reroute_capacity_matches_stats);
 	tcase_add_test(c, reroute_balancer_flattens);
+	tcase_add_test(c, rescale_keeps_paths_and_loads);
+	tcase_add_test(c, rescale_counts);
 	tcase_add_test(e, gen_errors);
+	tcase_add_test(e, rescale_errors);
 	tcase_add_test(e, reroute_errors);
 	tcase_add_test(e, stats_errors);
 	suite_add_tcase(s, c);
