@@ -12,3 +12,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 	zlib1g-dev libzstd-dev libzip-dev libjansson-dev \
 	gnuplot-nox sqlite3 python3 python3-numpy clang valgrind \
 	mpich libmpich-dev >/dev/null
+# libFuzzer's runtime (tests/fuzz/run.sh); only recommended by clang on Debian 12.
+$SUDO apt-get install -y -qq --no-install-recommends libclang-rt-14-dev >/dev/null 2>&1 || true
