@@ -282,15 +282,18 @@ int trace_export_cmd(int argc, char **argv)
 /* ------------------------------------------------------------------ info */
 
 static const char info_usage[] =
-	"Usage: moekit trace info FILE.moetrace [--format table|csv|json]\n\n"
+	"Usage: moekit trace info FILE.moetrace [--chunks] [--format table|csv|json]\n\n"
 	"Print the trace's header (layers, experts, top-k, source ranks, steps, what it\n"
 	"holds) and one row per (step, layer): its chunks, tokens (or summed counts),\n"
 	"bytes stored and raw, and its expert loads (largest, mean, max/mean imbalance;\n"
 	"a slot holding no expert is not counted).  Every chunk is read, so info also\n"
 	"checks the whole file (CRCs, ids, ranks).\n\n"
+	"With --chunks, one row per chunk instead: where it starts (byte offset), its\n"
+	"codec, tokens and bytes.\n\n"
 	"Options:\n"
+	"  --chunks       one row per chunk rather than per (step, layer)\n"
 	"  --format FMT   table (default), csv (rows only) or json ({\"file\", \"header\",\n"
-	"                 \"layers\": [rows]})\n"
+	"                 \"layers\": [rows]}, or \"chunks\" with --chunks)\n"
 	"  -h, --help     show this help\n";
 
 struct info_row {
@@ -346,9 +349,12 @@ int trace_info_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"format", required_argument, NULL, 'f'},
+		{"chunks", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	static const char *const ccols[] = {"step", "layer", "offset", "codec", "tokens",
+					    "stored_bytes", "raw_bytes"};
 	static const char *const cols[] = {"step", "layer", "chunks", "tokens", "stored_bytes",
 					   "raw_bytes", "max_load", "mean_load", "imbalance"};
 	const char *cmd = "trace info";
@@ -361,7 +367,7 @@ int trace_info_cmd(int argc, char **argv)
 	struct info_row g = {0};
 	uint64_t *load = NULL;
 	enum moe_status st;
-	int o, rc = 0, have = 0;
+	int o, rc = 0, have = 0, per_chunk = 0;
 	char flags[64];
 
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -370,6 +376,7 @@ int trace_info_cmd(int argc, char **argv)
 			if (!cli_parse_format(cmd, optarg, &fmt))
 				return 2;
 			break;
+		case 'C': per_chunk = 1; break;
 		case 'h':
 			fputs(info_usage, stdout);
 			return cli_finish_stdout(cmd);
@@ -398,11 +405,15 @@ int trace_info_cmd(int argc, char **argv)
 				 (json_int_t)trace_reader_chunks(r), "tokens",
 				 (json_int_t)trace_reader_tokens(r), "model", h->model);
 		arr = json_array();
-		json_object_set_new(root, "layers", arr);
+		json_object_set_new(root, per_chunk ? "chunks" : "layers", arr);
 	} else {
-		t = cli_table_new("layers");
-		for (int i = 0; i < 9; i++)
-			cli_table_col(t, cols[i], i < 2 ? CLI_COL_STR : CLI_COL_NUM);
+		t = cli_table_new(per_chunk ? "chunks" : "layers");
+		if (per_chunk)
+			for (int i = 0; i < 7; i++)
+				cli_table_col(t, ccols[i], i < 2 || i == 3 ? CLI_COL_STR : CLI_COL_NUM);
+		else
+			for (int i = 0; i < 9; i++)
+				cli_table_col(t, cols[i], i < 2 ? CLI_COL_STR : CLI_COL_NUM);
 		cli_table_note(t, "trace %s: format version %u", argv[optind], h->version);
 		cli_table_note(t, "content %s, model %s", flags, h->model[0] ? h->model : "(none)");
 		cli_table_note(t, "layers %u, experts %u, top-k %u, source ranks %u, steps %" PRIu64,
@@ -410,8 +421,9 @@ int trace_info_cmd(int argc, char **argv)
 		cli_table_note(t, "chunks %" PRIu64 ", %s %" PRIu64, trace_reader_chunks(r),
 			       (h->flags & TRACE_F_COUNTS) ? "summed counts" : "token records",
 			       trace_reader_tokens(r));
-		cli_table_note(t, "loads: routed slots per expert (none slots left out); imbalance = "
-			       "max / mean");
+		if (!per_chunk)
+			cli_table_note(t, "loads: routed slots per expert (none slots left out); "
+				       "imbalance = max / mean");
 	}
 	for (;;) {
 		if ((st = trace_reader_next(r, &c)) != MOE_OK) {
@@ -425,6 +437,27 @@ int trace_info_cmd(int argc, char **argv)
 		}
 		if (c == NULL)
 			break;
+		if (per_chunk) {
+			uint64_t v[7] = {c->step, c->layer, c->offset, c->codec,
+					 c->kind == TRACE_CHUNK_COUNTS ? 0 : c->n, c->stored_bytes,
+					 c->raw_bytes};
+			const char *codec = c->codec ? "zstd" : "raw";
+			if (arr != NULL) {
+				json_array_append_new(arr, json_pack("{sI sI sI ss sI sI sI}", "step",
+					(json_int_t)v[0], "layer", (json_int_t)v[1], "offset",
+					(json_int_t)v[2], "codec", codec, "tokens", (json_int_t)v[4],
+					"stored_bytes", (json_int_t)v[5], "raw_bytes", (json_int_t)v[6]));
+			} else {
+				char b[7][32];
+				const char *cells[7];
+				for (int i = 0; i < 7; i++) {
+					snprintf(b[i], sizeof b[i], "%" PRIu64, v[i]);
+					cells[i] = i == 3 ? codec : b[i];
+				}
+				cli_table_row(t, cells);
+			}
+			continue;
+		}
 		if (!have) {
 			memset(&g, 0, sizeof g);
 			g.step = c->step;

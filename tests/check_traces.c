@@ -708,6 +708,54 @@ START_TEST(test_npz)
 	ck_assert_int_eq(rid[0], 3);
 	ck_assert_int_eq(rid[3], TRACE_EXPERT_NONE);
 	ck_assert_mem_eq(rw, w, sizeof w);
+	/* Stacked ids [layers, tokens, k] (int32) with weights, and per-step
+	 * member names: step_1_layer_0 comes after layer_0 (step 0). */
+	{
+		int32_t sid[2][3][2] = {{{3, 1}, {0, -1}, {2, 3}}, {{1, 0}, {2, 1}, {0, 3}}};
+		float sw[2][3][2] = {{{.75f, .25f}, {1, 0}, {.5f, .5f}}, {{.6f, .4f}, {.9f, .1f}, {.5f, .5f}}};
+		const char *names[2] = {"ids.npy", "weights.npy"};
+		const char *f2[2] = {files[2], files[1]};
+		struct trace_reader *r;
+		const struct trace_chunk *c;
+		write_npy(files[2], "<i4", "(2, 3, 2)", 0, sid, sizeof sid);
+		write_npy(files[1], "<f4", "(2, 3, 2)", 0, sw, sizeof sw);
+		write_npz(tpath("ks.npz"), 2, names, f2);
+		o.experts = 4;
+		ck_assert_msg(trace_import(tpath("ks.npz"), out, &o) == MOE_OK, "%s", moe_errmsg());
+		read_layer(out, 1, rid, rw, NULL, NULL, &n);
+		ck_assert_uint_eq(n, 3);
+		ck_assert_mem_eq(rid, sid[1], sizeof sid[1]);
+		ck_assert_mem_eq(rw, sw[1], sizeof sw[1]);
+
+		write_npy(files[0], "<f4", "(3, 4)", 0, a, sizeof a);
+		write_npy(files[1], "<f4", "(3, 4)", 0, b, sizeof b);
+		{
+			const char *nm[2] = {"step_1_layer_0.npy", "layer_0.npy"};
+			const char *ff[2] = {files[1], files[0]};
+			write_npz(tpath("st.npz"), 2, nm, ff);
+		}
+		o.top_k = 1;
+		o.experts = 0;
+		ck_assert_msg(trace_import(tpath("st.npz"), out, &o) == MOE_OK, "%s", moe_errmsg());
+		ck_assert_int_eq(trace_reader_open(out, &r), MOE_OK);
+		ck_assert_uint_eq(trace_reader_header(r)->steps, 2);
+		ck_assert_int_eq(trace_reader_seek(r, 1, 0), MOE_OK);
+		ck_assert_int_eq(trace_reader_next(r, &c), MOE_OK);
+		ck_assert_mem_eq(c->logits, b, sizeof b);
+		ck_assert_int_eq(c->ids[0], 0); /* argmax of {4, 3, 2, 1} */
+		trace_reader_close(r);
+		/* logits and ids in one file are refused */
+		{
+			const char *nm[2] = {"layer_0.npy", "ids_layer_0.npy"};
+			const char *ff[2] = {files[0], files[2]};
+			write_npz(tpath("mix.npz"), 2, nm, ff);
+		}
+		unlink(out);
+		ck_assert_int_eq(trace_import(tpath("mix.npz"), out, &o), MOE_EFORMAT);
+		ck_assert(!exists(out));
+		o.top_k = 0;
+		write_npy(files[2], "<i8", "(3, 2)", 0, ids, sizeof ids);
+	}
 	/* an id >= experts */
 	o.experts = 3;
 	unlink(out);

@@ -67,6 +67,10 @@ check "info csv" 0 "$MOEKIT" trace info "$ex/mixtral-arxiv.moetrace" --format cs
 	{ echo "FAIL: info csv header"; fail=1; }
 [ "$(wc -l <"$tmp/out")" -eq 4 ] || { echo "FAIL: info csv rows"; fail=1; }
 
+check "info --chunks" 0 "$MOEKIT" trace info "$ex/mixtral-arxiv.moetrace" --chunks --format csv
+# count chunks of 8 ranks x 8 experts x 8 bytes: 128 + (56 + 512) per chunk
+[ "$(sed -n 3p "$tmp/out")" = "0,7,696,raw,0,512,512" ] || { echo "FAIL: info --chunks row"; cat "$tmp/out"; fail=1; }
+
 # NumPy: logits in f32, f16 and bf16, routed and checked against NumPy.
 if "$PYTHON3" -c 'import numpy' 2>/dev/null; then
 	"$PYTHON3" - "$tmp" <<'PY'
