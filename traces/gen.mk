@@ -14,3 +14,6 @@ tests_check_tracegen_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_tracegen_LDADD = traces/libtraces.la moe/libmoe.la $(CHECK_LIBS) $(ZLIB_LIBS) \
 	$(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif
+
+TESTS += tests/tracegen_e2e.sh
+EXTRA_DIST += tests/tracegen_e2e.sh
