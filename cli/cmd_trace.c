@@ -76,7 +76,9 @@ static const char import_usage[] =
 	"Usage: moekit trace import IN -o OUT.moetrace [OPTIONS]\n\n"
 	"Convert a router dump into a .moetrace.  The input format comes from IN's\n"
 	"name (.npy, .npz, .jsonl, .csv) or --from:\n"
-	"  .npy    router logits [tokens, experts] (one layer) or [layers, tokens, experts]\n"
+	"  .npy    router logits [tokens, experts] (one layer) or [layers, tokens, experts];\n"
+	"          or top-k ids (int32/int64, [tokens, k] or [layers, tokens, k], -1 = none)\n"
+	"          with their gate weights in another .npy given by --weights\n"
 	"  .npz    logits arrays layer_0, layer_1, ... (or step_S_layer_L), or one stacked\n"
 	"          `logits` [layers, tokens, experts]; or top-k routes ids_layer_N (int32 or\n"
 	"          int64, [tokens, k], -1 = none) with weights_layer_N, or stacked ids and\n"
@@ -97,6 +99,7 @@ static const char import_usage[] =
 	"  --model NAME|FILE    model preset: checks experts and layers, gives top-k and router\n"
 	"  --top-k K            experts per token when routing logits\n"
 	"  --experts E          experts per layer (needed for ids without a model)\n"
+	"  --weights FILE       .npy of gate weights for a .npy of top-k ids\n"
 	"  --ranks R            source ranks; NumPy tokens are split over them in contiguous\n"
 	"                       blocks (default 1; JSONL/CSV: largest rank + 1)\n"
 	"  --layers L           layers in the trace (default: from the data or the model)\n"
@@ -117,6 +120,7 @@ int trace_import_cmd(int argc, char **argv)
 		{"ranks", required_argument, NULL, 'R'},
 		{"layers", required_argument, NULL, 'L'},
 		{"no-logits", no_argument, NULL, 'N'},
+		{"weights", required_argument, NULL, 'W'},
 		{"zstd", required_argument, NULL, 'z'},
 		{"chunk-tokens", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},
@@ -161,6 +165,7 @@ int trace_import_cmd(int argc, char **argv)
 			o.layers = (uint32_t)v;
 			break;
 		case 'N': o.keep_logits = 0; break;
+		case 'W': o.weights = optarg; break;
 		case 'z':
 			if (!cli_parse_long(cmd, "--zstd", optarg, 1, 19, &v)) return 2;
 			o.zstd_level = (int)v;

@@ -126,6 +126,26 @@ PY
 	"$PYTHON3" -c 'import json,sys
 for l in open(sys.argv[1]): json.loads(l)' "$tmp/f32.jsonl" || { echo "FAIL: jsonl export does not parse"; fail=1; }
 
+	# Top-k ids and weights as two .npy files: exported back unchanged.
+	"$PYTHON3" - "$tmp" <<'PY'
+import numpy as np, sys
+d = sys.argv[1]
+ids = np.array([[[0, 3], [1, -1], [2, 1]], [[3, 2], [0, 1], [1, 0]]], dtype=np.int64)
+w = np.array([[[.5, .5], [1, 0], [.7, .3]], [[.5, .5], [.9, .1], [.7, .3]]], dtype=np.float32)
+np.save(d + "/ids.npy", ids); np.save(d + "/w.npy", w)
+PY
+	check "import npy ids + weights" 0 "$MOEKIT" trace import "$tmp/ids.npy" --weights "$tmp/w.npy" --experts 4 -o "$tmp/ids.moetrace"
+	check "export ids" 0 "$MOEKIT" trace export "$tmp/ids.moetrace" --array ids -o "$tmp/ids2.npy"
+	check "export weights" 0 "$MOEKIT" trace export "$tmp/ids.moetrace" --array weights -o "$tmp/w2.npy"
+	"$PYTHON3" -c 'import numpy as np, sys; d = sys.argv[1]
+assert np.array_equal(np.load(d + "/ids.npy"), np.load(d + "/ids2.npy"))
+assert np.array_equal(np.load(d + "/w.npy"), np.load(d + "/w2.npy"))' "$tmp" || { echo "FAIL: npy ids round trip"; fail=1; }
+	check "ids without experts" 2 "$MOEKIT" trace import "$tmp/ids.npy" -o "$tmp/bad.moetrace"
+	one_line "ids without experts" "give --experts or --model"
+	check "ids beyond experts" 1 "$MOEKIT" trace import "$tmp/ids.npy" --experts 3 -o "$tmp/bad.moetrace"
+	one_line "ids beyond experts" "expert id 3: expected 0 to 2"
+	no_output "$tmp/bad.moetrace"
+
 	# Data errors: exit 1, one line, nothing left.
 	check "fortran order" 1 "$MOEKIT" trace import "$tmp/fortran.npy" --top-k 2 -o "$tmp/bad.moetrace"
 	one_line "fortran order" "Fortran order"

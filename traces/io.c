@@ -553,17 +553,38 @@ static enum moe_status np_scan(struct npimport *m)
 		m->stacked = m->la.ndim == 3;
 		m->L = m->stacked ? 0 : 1;
 		if (!m->by_logits) {
+			/* Top-k ids, with the gate weights in a second .npy (--weights). */
 			m->ia = m->la;
-			MOE_FAIL(MOE_EINVAL, "%s: a .npy of integer ids: put ids and weights in an .npz "
-				 "(ids_layer_0, weights_layer_0, ...) to import top-k routes", m->in);
+			if ((st = check_shape(m, &m->ia, m->in, 1)) != MOE_OK)
+				return st;
+			if (m->o->weights != NULL) {
+				s.f = fopen(m->o->weights, "rb");
+				s.what = m->o->weights;
+				if (s.f == NULL)
+					MOE_FAIL(errno == ENOENT ? MOE_ENOTFOUND : MOE_EIO, "%s: cannot open: %s",
+						 m->o->weights, strerror(errno));
+				st = npy_header(&s, &m->wa);
+				close_src(&s);
+				if (st != MOE_OK || (st = check_shape(m, &m->wa, m->o->weights, 2)) != MOE_OK)
+					return st;
+				m->has_weights = 1;
+			}
+		} else {
+			if (m->o->weights != NULL)
+				MOE_FAIL(MOE_EINVAL, "%s: --weights goes with a .npy of top-k ids, not logits",
+					 m->in);
+			if ((st = check_shape(m, &m->la, m->in, 0)) != MOE_OK)
+				return st;
 		}
-		if ((st = check_shape(m, &m->la, m->in, 0)) != MOE_OK)
-			return st;
 		for (uint32_t l = 0; l < m->L; l++) {
 			struct group *g = group_get(m, 0, l);
 			if (g == NULL)
 				MOE_FAIL(MOE_ENOMEM, "%s: out of memory", m->in);
 			g->sub = l;
+			/* for a plain .npy: 0 = the input file, 1 = the weights file */
+			g->logits = m->by_logits ? 0 : -1;
+			g->ids = m->by_logits ? -1 : 0;
+			g->weights = m->has_weights ? 1 : -1;
 		}
 		return MOE_OK;
 	}
@@ -701,12 +722,13 @@ static enum moe_status np_open_group(struct npimport *m, const struct group *g, 
 		if ((st = open_member(m, idx, s, what, wcap)) != MOE_OK)
 			return st;
 	} else {
-		snprintf(what, wcap, "%s", m->in);
+		const char *path = idx == 1 ? m->o->weights : m->in;
+		snprintf(what, wcap, "%s", path);
 		s->what = what;
 		s->zf = NULL;
-		s->f = fopen(m->in, "rb");
+		s->f = fopen(path, "rb");
 		if (s->f == NULL)
-			MOE_FAIL(MOE_EIO, "%s: cannot open: %s", m->in, strerror(errno));
+			MOE_FAIL(MOE_EIO, "%s: cannot open: %s", path, strerror(errno));
 	}
 	if ((st = npy_header(s, &h)) != MOE_OK)
 		return st;
@@ -1487,6 +1509,8 @@ enum moe_status trace_import(const char *in, const char *out, const struct trace
 	if (o->model != NULL && o->experts && o->experts != (uint32_t)o->model->experts)
 		MOE_FAIL(MOE_EINVAL, "--experts %u disagrees with the model %s (%d experts)", o->experts,
 			 o->model->name, o->model->experts);
+	if (o->weights != NULL && f != TRACE_FMT_NPY)
+		MOE_FAIL(MOE_EINVAL, "%s: --weights goes with a .npy of top-k ids", in);
 	switch (f) {
 	case TRACE_FMT_NPY:
 	case TRACE_FMT_NPZ: {

@@ -44,6 +44,8 @@ struct trace_import_opts {
 				      * for NumPy input whose tokens carry no rank */
 	uint32_t layers;             /* 0: from the data */
 	int keep_logits;             /* store the logits too (TRACE_F_LOGITS); default 1 */
+	const char *weights;         /* .npy input of top-k ids: a .npy of their gate weights
+				      * (same shape), or NULL (borrowed) */
 	const struct moe_model *model; /* optional (borrowed): its experts and layers must match
 					* the data; gives top_k and the router kind */
 	int zstd_level;              /* 0 none, else zstd level */
