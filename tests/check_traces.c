@@ -293,6 +293,35 @@ START_TEST(test_loads_example)
 }
 END_TEST
 
+START_TEST(test_empty)
+{
+	/* A trace with no chunk is valid: the reader ends at once. */
+	struct trace_header h;
+	struct trace_writer *w;
+	struct trace_reader *r;
+	const struct trace_chunk *c;
+	const char *p = tpath("empty.moetrace");
+
+	trace_header_init(&h, 3, 4, 1, 1);
+	ck_assert_int_eq(trace_writer_open(p, &h, NULL, &w), MOE_OK);
+	ck_assert_int_eq(trace_writer_close(w), MOE_OK);
+	ck_assert_int_eq(fsize(p), 128 + 16 + 40);
+	ck_assert_int_eq(trace_reader_open(p, &r), MOE_OK);
+	ck_assert_uint_eq(trace_reader_chunks(r), 0);
+	ck_assert_uint_eq(trace_reader_header(r)->steps, 0);
+	ck_assert_int_eq(trace_reader_next(r, &c), MOE_OK);
+	ck_assert_ptr_null(c);
+	ck_assert_int_eq(trace_reader_seek(r, 0, 0), MOE_ENOTFOUND);
+	trace_reader_close(r);
+	/* NULL is a no-op for every destructor */
+	ck_assert_int_eq(trace_writer_close(NULL), MOE_OK);
+	trace_writer_abort(NULL);
+	trace_reader_close(NULL);
+	ck_assert_int_eq(trace_reader_open(tpath("no-such.moetrace"), &r), MOE_ENOTFOUND);
+	ck_assert_ptr_null(r);
+}
+END_TEST
+
 START_TEST(test_seek)
 {
 	struct synth y = {5, 3, 40, 8, 2, 2, TRACE_F_WEIGHTS};
@@ -1035,6 +1064,7 @@ static Suite *suite(void)
 	tcase_add_test(c, test_loads_example);
 	tcase_add_loop_test(c, test_seek, 0, 2);
 	tcase_add_test(c, test_deterministic);
+	tcase_add_test(c, test_empty);
 	tcase_add_test(e, test_bad_files);
 	tcase_add_test(e, test_bad_writes);
 	add_io_tests(c, e);
