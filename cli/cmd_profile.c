@@ -12,6 +12,11 @@
 #include "profiler/weights.h"
 #include "store/store.h"
 #include "traces/trace.h"
+#ifdef HAVE_MPI
+#include <mpi.h>
+#include "moe/units.h"
+#include "profiler/ep.h"
+#endif
 
 #include <getopt.h>
 #include <gsl/gsl_rng.h>
@@ -24,7 +29,8 @@
 
 static const char usage_text[] =
 	"Usage: moekit profile (--model PRESET|FILE | --weights DIR) [options]\n"
-	"       moekit profile a2a [options]     (needs a build with MPI)\n\n"
+	"       mpirun -np R moekit profile --ep R (--model ... | --weights ...) [options]\n"
+	"       mpirun -np R moekit profile a2a [options]\n\n"
 	"Run one MoE layer's forward pass in FP32 on this machine's CPU and time\n"
 	"each stage: router GEMM, routing (the same policies as `moekit trace`),\n"
 	"permutation into per-expert groups, the fused gate/up GEMM, the SiLU(gate)\n"
@@ -62,12 +68,19 @@ static const char usage_text[] =
 	"  --format FMT        table (default), csv or json\n"
 	"  -q, --quiet         no progress on stderr\n"
 	"  -h, --help          show this help\n\n"
-	"Expert parallelism (--ep R under mpirun) and `profile a2a` need a build\n"
-	"configured with MPI; this build says so and exits 1.\n\n"
+	"Expert parallelism (built with MPI):\n"
+	"  --ep R              run under `mpirun -np R`: rank r owns experts\n"
+	"                      [rE/R, (r+1)E/R) and its share of the tokens; dispatch\n"
+	"                      and combine by MPI_Alltoallv, timed as their own stages\n"
+	"                      (max over ranks); output equals one process's.\n"
+	"  `moekit profile a2a --help`: the MPI all-to-all microbenchmark.\n"
+	"A build without MPI says so and exits 1.\n\n"
 	"Examples:\n"
 	"  moekit profile --model mixtral-8x7b --hidden 1024 --ffn 2816 --tokens 512\n"
 	"  moekit profile --weights ~/hf/OLMoE-1B-7B-0924 --layer 3 --capture olmoe.moetrace\n"
-	"  moekit profile --model deepseek-v3 --hidden 512 --ffn 256 --experts 64 --db study.db\n\n"
+	"  moekit profile --model deepseek-v3 --hidden 512 --ffn 256 --experts 64 --db study.db\n"
+	"  mpirun -np 2 moekit profile --ep 2 --model mixtral-8x7b --hidden 1024 --ffn 2816 --threads 1\n"
+	"  mpirun -np 2 moekit profile a2a --max-bytes 256MiB\n\n"
 	"Exit status: 0 success, 1 a runtime failure (unreadable or lying checkpoint,\n"
 	"missing tensor, unsupported architecture), 2 a usage error.\n";
 
@@ -338,40 +351,53 @@ static void print_result(const struct opts *o, const struct prof_layer_cfg *c, i
 	cli_table_free(t);
 }
 
-static int run_profile(struct opts *o)
-{
+/* The layer, its weights and the input, shared by the single-process and
+ * the expert-parallel runs (every rank builds the same from the seed).
+ * Returns 0, or the exit status after printing the error. */
+struct prepared {
 	struct prof_layer_cfg c;
-	struct prof_weights *w = NULL;
-	struct prof_forward *f = NULL;
-	struct prof_machine mc;
-	struct prof_result res;
-	struct capture cap = {NULL, NULL};
-	gsl_rng *rng = NULL;
-	float *x = NULL, *y = NULL;
-	size_t tokens = (size_t)o->tokens, rows = 0, cols = 0;
-	int layer = (int)o->layer, from_hf, rc = 0;
-	enum moe_status st;
-	char *inputs = NULL;
-	json_t *summary = NULL;
+	struct prof_weights *w;
+	float *x;
+	size_t tokens;
+	int layer;
+};
 
-	if ((rc = resolve_cfg(o, &c, &layer, &from_hf)) != 0)
+static void prepared_release(struct prepared *p)
+{
+	prof_weights_free(p->w);
+	free(p->x);
+	p->w = NULL;
+	p->x = NULL;
+}
+
+static int prepare(const struct opts *o, struct prepared *p)
+{
+	gsl_rng *rng = NULL;
+	size_t rows = 0, cols = 0;
+	int from_hf, rc;
+	enum moe_status st;
+
+	memset(p, 0, sizeof *p);
+	p->tokens = (size_t)o->tokens;
+	p->layer = (int)o->layer;
+	if ((rc = resolve_cfg(o, &p->c, &p->layer, &from_hf)) != 0)
 		return rc;
 	if (o->input) {
-		if ((st = prof_npy_read(o->input, &x, &rows, &cols)) != MOE_OK)
+		if ((st = prof_npy_read(o->input, &p->x, &rows, &cols)) != MOE_OK)
 			return cli_fail(CMD, st);
-		if (cols != (size_t)c.hidden) {
-			free(x);
+		if (cols != (size_t)p->c.hidden) {
+			prepared_release(p);
 			return cli_usage(CMD, "--input %s: %zu columns, the layer's hidden size is %d", o->input,
-					 cols, c.hidden);
+					 cols, p->c.hidden);
 		}
 		if (o->tokens && (size_t)o->tokens != rows) {
-			free(x);
+			prepared_release(p);
 			return cli_usage(CMD, "--tokens %ld disagrees with --input's %zu rows", o->tokens, rows);
 		}
-		tokens = rows;
+		p->tokens = rows;
 	}
-	if (!tokens)
-		tokens = 512;
+	if (!p->tokens)
+		p->tokens = 512;
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
 	gsl_rng_set(rng, (unsigned long)o->seed);
 	if (o->weights) {
@@ -379,31 +405,64 @@ static int run_profile(struct opts *o)
 			struct prof_st *stf;
 			if ((st = prof_st_open(o->weights, &stf)) != MOE_OK)
 				goto fail;
-			c.arch = prof_arch_detect(stf, layer);
+			p->c.arch = prof_arch_detect(stf, p->layer);
 			prof_st_close(stf);
-			if (c.arch == PROF_ARCH_NONE) {
+			if (p->c.arch == PROF_ARCH_NONE) {
 				st = moe_error(MOE_EUNSUPPORTED,
 					       "%s: no router tensor for layer %d under the Mixtral, Qwen/OLMoE or "
 					       "DeepSeek-V3 names (model.layers.%d.block_sparse_moe.gate.weight, "
-					       "model.layers.%d.mlp.gate.weight)", o->weights, layer, layer, layer);
+					       "model.layers.%d.mlp.gate.weight)", o->weights, p->layer, p->layer,
+					       p->layer);
 				goto fail;
 			}
-			c.has_bias = c.arch == PROF_ARCH_DEEPSEEK;
+			p->c.has_bias = p->c.arch == PROF_ARCH_DEEPSEEK;
 		}
-		st = prof_weights_load(o->weights, layer, &c, &w);
+		st = prof_weights_load(o->weights, p->layer, &p->c, &p->w);
 	} else {
-		st = prof_weights_random(&c, rng, &w);
+		st = prof_weights_random(&p->c, rng, &p->w);
 	}
 	if (st != MOE_OK)
 		goto fail;
-	if (!x) {
-		if (!(x = malloc(tokens * (size_t)c.hidden * sizeof(float)))) {
-			st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", tokens);
+	if (!p->x) {
+		size_t n = p->tokens * (size_t)p->c.hidden;
+		if (!(p->x = malloc(n * sizeof(float)))) {
+			st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", p->tokens);
 			goto fail;
 		}
-		for (size_t i = 0; i < tokens * (size_t)c.hidden; i++)
-			x[i] = (float)(2.0 * gsl_rng_uniform(rng) - 1.0);
+		for (size_t i = 0; i < n; i++)
+			p->x[i] = (float)(2.0 * gsl_rng_uniform(rng) - 1.0);
 	}
+	gsl_rng_free(rng);
+	return 0;
+fail:
+	gsl_rng_free(rng);
+	prepared_release(p);
+	return cli_fail(CMD, st);
+}
+
+static int run_profile(struct opts *o)
+{
+	struct prepared pr;
+	struct prof_layer_cfg c;
+	struct prof_weights *w = NULL;
+	struct prof_forward *f = NULL;
+	struct prof_machine mc;
+	struct prof_result res;
+	struct capture cap = {NULL, NULL};
+	float *x = NULL, *y = NULL;
+	size_t tokens;
+	int layer, rc = 0;
+	enum moe_status st;
+	char *inputs = NULL;
+	json_t *summary = NULL;
+
+	if ((rc = prepare(o, &pr)) != 0)
+		return rc;
+	c = pr.c;
+	w = pr.w;
+	x = pr.x;
+	tokens = pr.tokens;
+	layer = pr.layer;
 	if (!(y = malloc(tokens * (size_t)c.hidden * sizeof(float)))) {
 		st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", tokens);
 		goto fail;
@@ -453,11 +512,381 @@ out:
 	free(inputs);
 	prof_forward_free(f);
 	prof_weights_free(w);
-	gsl_rng_free(rng);
 	free(x);
 	free(y);
 	return rc;
 }
+
+#ifdef HAVE_MPI
+/* ---------------------------------------------------------------- MPI */
+
+/* Whether every rank reports ok (collective). */
+static int all_ok(int ok)
+{
+	int all = 0;
+	MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	return all;
+}
+
+static void mpi_begin(int *rank, int *ranks)
+{
+	int provided, inited = 0;
+	MPI_Initialized(&inited);
+	if (!inited)
+		MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+	MPI_Comm_rank(MPI_COMM_WORLD, rank);
+	MPI_Comm_size(MPI_COMM_WORLD, ranks);
+	/* one line per error: only rank 0 speaks */
+	if (*rank != 0 && !freopen("/dev/null", "w", stderr))
+		return;
+}
+
+static enum moe_status store_ep(const struct opts *o, const char *inputs, const char *summary,
+				const struct prof_ep_result *r, size_t tokens)
+{
+	struct store *db;
+	int64_t id;
+	enum moe_status st;
+	struct store_run_meta meta = {"profile", o->label, o->model ? o->model : o->weights, NULL,
+				      inputs, (uint64_t)o->seed};
+
+	if ((st = store_open(o->db, STORE_WRITE, &db)) != MOE_OK)
+		return st;
+	if ((st = store_run_begin(db, &meta, &id)) != MOE_OK) {
+		store_close(db);
+		return st;
+	}
+	for (int s = 0; s < PROF_EP_STAGE_COUNT && st == MOE_OK; s++) {
+		struct store_stage_row row = {prof_ep_stage_name((enum prof_ep_stage)s), r->reps,
+					      r->stage[s].median_s, r->stage[s].p10_s, r->stage[s].p90_s,
+					      r->stage[s].min_s,
+					      s == PROF_EP_TOTAL ? r->gflops : 0, (double)tokens};
+		st = store_stage_add(db, id, &row);
+	}
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "gflops", r->gflops, "GFLOP/s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "total_s", r->stage[PROF_EP_TOTAL].median_s, "s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "dispatch_s", r->stage[PROF_EP_DISPATCH].median_s, "s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "combine_s", r->stage[PROF_EP_COMBINE_A2A].median_s, "s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "dispatch_bytes", r->dispatch_bytes, "B");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "ranks", r->ranks, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "routed_rows", r->routed_rows, "1");
+	if (st != MOE_OK) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s", moe_errmsg());
+		store_run_fail(db, id, msg);
+		store_close(db);
+		return moe_error(st, "%s", msg);
+	}
+	st = store_run_done(db, id, summary);
+	store_close(db);
+	return st;
+}
+
+static int run_ep(struct opts *o, long ep)
+{
+	struct prepared pr;
+	struct prof_ep *e = NULL;
+	struct prof_ep_result res;
+	struct prof_machine mc;
+	int rank, ranks, rc = 0;
+	enum moe_status st = MOE_OK;
+	size_t first, count, H;
+	float *y = NULL, *yall = NULL;
+
+	mpi_begin(&rank, &ranks);
+	if (ranks != ep) {
+		rc = cli_usage(CMD, "--ep %ld but %d ranks are running: start it as mpirun -np %ld moekit profile --ep %ld ...",
+			       ep, ranks, ep, ep);
+		MPI_Finalize();
+		return rc;
+	}
+	if (o->capture) {
+		rc = cli_usage(CMD, "--capture: capture a single-process run (drop --ep)");
+		MPI_Finalize();
+		return rc;
+	}
+	rc = prepare(o, &pr);
+	if (!all_ok(rc == 0)) {
+		prepared_release(&pr);
+		MPI_Finalize();
+		return rc ? rc : 1;
+	}
+	H = (size_t)pr.c.hidden;
+	if (rank == 0)
+		st = prof_machine_probe((int)o->threads, o->probe, &mc);
+	if (st == MOE_OK)
+		st = prof_ep_new(pr.w, MPI_COMM_WORLD, (int)o->threads, pr.tokens, &e);
+	if (!all_ok(st == MOE_OK)) {
+		rc = st != MOE_OK ? cli_fail(CMD, st) : 1;
+		prof_ep_free(e);
+		prepared_release(&pr);
+		MPI_Finalize();
+		return rc;
+	}
+	prof_weights_free(pr.w);
+	pr.w = NULL;
+	prof_ep_tokens(e, &first, &count);
+	if (!(y = malloc(count * H * sizeof(float)))) {
+		fprintf(stderr, "moekit profile: out of memory\n");
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+	if ((st = prof_ep_profile(e, pr.x + first * H, y, (int)o->warmup, (int)o->reps, &res)) != MOE_OK) {
+		/* a rank that fails mid-collective would leave the others waiting */
+		rc = cli_fail(CMD, st);
+		MPI_Abort(MPI_COMM_WORLD, rc);
+	}
+	if (o->output) {
+		int *cnt = NULL, *dsp = NULL, mine = (int)(count * H);
+		if (rank == 0) {
+			cnt = calloc((size_t)ranks, sizeof(int));
+			dsp = calloc((size_t)ranks, sizeof(int));
+			yall = malloc(pr.tokens * H * sizeof(float));
+		}
+		MPI_Gather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, 0, MPI_COMM_WORLD);
+		if (rank == 0)
+			for (int r = 1; r < ranks; r++)
+				dsp[r] = dsp[r - 1] + cnt[r - 1];
+		MPI_Gatherv(y, mine, MPI_FLOAT, yall, cnt, dsp, MPI_FLOAT, 0, MPI_COMM_WORLD);
+		if (rank == 0)
+			st = prof_npy_write(o->output, yall, pr.tokens, H);
+		free(cnt);
+		free(dsp);
+	}
+	if (rank == 0 && st == MOE_OK) {
+		json_t *sj = json_object(), *ij;
+		char *inputs = inputs_json(o, &pr.c, pr.layer, pr.tokens), *sum;
+		json_error_t jerr;
+		struct cli_table *t = cli_table_new("stages");
+		const char *cols[] = {"stage", "median_ms", "p10_ms", "p90_ms", "min_ms", "share_%"};
+		double total = res.stage[PROF_EP_TOTAL].median_s;
+
+		ij = json_loads(inputs, 0, &jerr);
+		json_object_set_new(ij, "ep", json_integer(ep));
+		free(inputs);
+		inputs = json_dumps(ij, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_object_set_new(sj, "cpu", json_string(mc.cpu));
+		json_object_set_new(sj, "blas", json_string(mc.blas));
+		json_object_set_new(sj, "ranks", json_integer(ranks));
+		json_object_set_new(sj, "threads_per_rank", json_integer(o->threads));
+		json_object_set_new(sj, "gflops", json_real(res.gflops));
+		json_object_set_new(sj, "dispatch_bytes", json_real(res.dispatch_bytes));
+		json_object_set_new(sj, "routed_rows", json_real(res.routed_rows));
+		json_object_set_new(sj, "sgemm_roof_gflops_rank0",
+				    mc.sgemm_gflops > 0 ? json_real(mc.sgemm_gflops) : json_null());
+		sum = json_dumps(sj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (o->db)
+			st = store_ep(o, inputs, sum, &res, pr.tokens);
+		if (st == MOE_OK && o->fmt == CLI_FORMAT_JSON) {
+			json_t *root = json_object(), *stages = json_array();
+			for (int s2 = 0; s2 < PROF_EP_STAGE_COUNT; s2++) {
+				json_t *row = json_object();
+				json_object_set_new(row, "stage", json_string(prof_ep_stage_name((enum prof_ep_stage)s2)));
+				json_object_set_new(row, "median_s", json_real(res.stage[s2].median_s));
+				json_object_set_new(row, "p10_s", json_real(res.stage[s2].p10_s));
+				json_object_set_new(row, "p90_s", json_real(res.stage[s2].p90_s));
+				json_object_set_new(row, "min_s", json_real(res.stage[s2].min_s));
+				json_array_append_new(stages, row);
+			}
+			json_object_set(root, "inputs", ij);
+			json_object_set(root, "summary", sj);
+			json_object_set_new(root, "stages", stages);
+			json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+			fputc('\n', stdout);
+			json_decref(root);
+		} else if (st == MOE_OK) {
+			cli_table_note(t, "moekit %s profile --ep %ld: expert parallelism over MPI, FP32, CPU",
+				       PACKAGE_VERSION, ep);
+			cli_table_note(t, "layer: %s layer %d: hidden %d, ffn %d, experts %d (%d per rank), top-%d%s",
+				       pr.c.model_type, pr.layer, pr.c.hidden, pr.c.ffn, pr.c.experts,
+				       pr.c.experts / ranks, pr.c.top_k, pr.c.shared_ffn ? " + shared" : "");
+			cli_table_note(t, "tokens %zu (%zu on rank 0), routed rows %.0f; reps %d after %d warm-up; seed %ld",
+				       pr.tokens, count, res.routed_rows, res.reps, res.warmup, o->seed);
+			cli_table_note(t, "ranks %d x %ld threads; dispatch %.0f bytes to other ranks per forward",
+				       ranks, o->threads, res.dispatch_bytes);
+			cli_table_note(t, "machine (rank 0): %s; %.1f GFLOP/s over all ranks; stage times: max over ranks",
+				       mc.cpu, res.gflops);
+			for (int i = 0; i < 6; i++)
+				cli_table_col(t, cols[i], i == 0 ? CLI_COL_STR : CLI_COL_NUM);
+			for (int s2 = 0; s2 < PROF_EP_STAGE_COUNT; s2++) {
+				char v[5][32];
+				const char *cells[6];
+				fmt_num(v[0], 32, res.stage[s2].median_s * 1e3, 3);
+				fmt_num(v[1], 32, res.stage[s2].p10_s * 1e3, 3);
+				fmt_num(v[2], 32, res.stage[s2].p90_s * 1e3, 3);
+				fmt_num(v[3], 32, res.stage[s2].min_s * 1e3, 3);
+				fmt_num(v[4], 32, total > 0 ? 100 * res.stage[s2].median_s / total : 0, 1);
+				cells[0] = prof_ep_stage_name((enum prof_ep_stage)s2);
+				for (int i = 0; i < 5; i++)
+					cells[i + 1] = v[i];
+				cli_table_row(t, cells);
+			}
+			cli_table_print(t, o->fmt, stdout);
+		}
+		cli_table_free(t);
+		json_decref(ij);
+		json_decref(sj);
+		free(inputs);
+		free(sum);
+	}
+	rc = st == MOE_OK ? (rank == 0 ? cli_finish_stdout(CMD) : 0) : cli_fail(CMD, st);
+	prof_ep_free(e);
+	prepared_release(&pr);
+	free(y);
+	free(yall);
+	MPI_Finalize();
+	return rc;
+}
+
+static const char a2a_usage[] =
+	"Usage: mpirun -np R moekit profile a2a [options]\n\n"
+	"All-to-all microbenchmark over MPI (MPI_Alltoall of float32), sweeping the\n"
+	"bytes each rank sends in total, doubling from --min-bytes to --max-bytes.\n"
+	"Per size: the mean time of one call over --iters (after --warmup), maximum\n"
+	"over ranks; algorithm bandwidth algbw = bytes / time and bus bandwidth\n"
+	"busbw = algbw x (R - 1) / R, as nccl-tests defines them for alltoall.  The\n"
+	"data received is checked.\n\n"
+	"Options:\n"
+	"  --min-bytes SIZE   smallest size (default 1KiB; units as 64KiB, 1MB)\n"
+	"  --max-bytes SIZE   largest size (default 64MiB)\n"
+	"  --iters N          timed calls per size (default 20)\n"
+	"  --warmup N         untimed calls per size (default 5)\n"
+	"  --db FILE          store a run of kind profile (label a2a unless --label)\n"
+	"  --label TEXT       label of the stored run\n"
+	"  --format FMT       table (default), csv or json\n"
+	"  -h, --help         show this help\n";
+
+static int run_a2a(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"min-bytes", required_argument, NULL, 'a'},
+		{"max-bytes", required_argument, NULL, 'b'},
+		{"iters", required_argument, NULL, 'i'},
+		{"warmup", required_argument, NULL, 'w'},
+		{"db", required_argument, NULL, 'd'},
+		{"label", required_argument, NULL, 'L'},
+		{"format", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	double minb = 1024, maxb = 64.0 * 1048576;
+	long iters = 20, warmup = 5;
+	const char *db = NULL, *label = "a2a";
+	enum cli_format fmt = CLI_FORMAT_TABLE;
+	int c, rank, ranks, rc = 0, nsz = 0;
+	double sizes[64], times[64], sum_bus = 0;
+	enum moe_status st = MOE_OK;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+		case 'b': {
+			double v;
+			if (moe_units_parse(optarg, MOE_UNIT_BYTES, &v) != MOE_OK || v < 4 || v > 4e9)
+				return cli_usage(CMD, "--%s-bytes %s: expected a size from 4B to 4GB",
+						 c == 'a' ? "min" : "max", optarg);
+			if (c == 'a')
+				minb = v;
+			else
+				maxb = v;
+			break;
+		}
+		case 'i': if (!cli_parse_long(CMD, "--iters", optarg, 1, 1000000, &iters)) return 2; break;
+		case 'w': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &warmup)) return 2; break;
+		case 'd': db = optarg; break;
+		case 'L': label = optarg; break;
+		case 'f': if (!cli_parse_format(CMD, optarg, &fmt)) return 2; break;
+		case 'h': fputs(a2a_usage, stdout); return cli_finish_stdout(CMD);
+		default: return cli_bad_option(CMD, argc, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage(CMD, "a2a: unexpected argument '%s'", argv[optind]);
+	if (minb > maxb)
+		return cli_usage(CMD, "--min-bytes is larger than --max-bytes");
+	mpi_begin(&rank, &ranks);
+	for (double b = minb; b <= maxb && nsz < 64; b *= 2) {
+		size_t per = (size_t)b / sizeof(float) / (size_t)ranks;
+		sizes[nsz] = (double)((per ? per : 1) * (size_t)ranks * sizeof(float));
+		if ((st = prof_a2a_run(MPI_COMM_WORLD, (size_t)b, (int)warmup, (int)iters, &times[nsz])) != MOE_OK)
+			break;
+		nsz++;
+	}
+	if (rank == 0 && st == MOE_OK) {
+		struct cli_table *t = cli_table_new("alltoall");
+		const char *cols[] = {"size_B", "count", "type", "time_us", "algbw_GBps", "busbw_GBps"};
+		for (int i = 0; i < 6; i++)
+			cli_table_col(t, cols[i], i == 2 ? CLI_COL_STR : CLI_COL_NUM);
+		cli_table_note(t, "moekit %s profile a2a: MPI_Alltoall, %d ranks, %ld iters after %ld warm-up",
+			       PACKAGE_VERSION, ranks, iters, warmup);
+		cli_table_note(t, "size: bytes each rank sends in total (size / %d to each rank); time: mean per call, max over ranks",
+			       ranks);
+		cli_table_note(t, "algbw = size / time; busbw = algbw x (R-1)/R (nccl-tests' alltoall definitions)");
+		for (int i = 0; i < nsz; i++) {
+			char v[5][32];
+			const char *cells[6];
+			double alg = sizes[i] / times[i], bus = alg * (ranks - 1) / ranks;
+			sum_bus += bus;
+			snprintf(v[0], 32, "%.0f", sizes[i]);
+			snprintf(v[1], 32, "%.0f", sizes[i] / sizeof(float));
+			snprintf(v[2], 32, "%.2f", times[i] * 1e6);
+			snprintf(v[3], 32, "%.3f", alg / 1e9);
+			snprintf(v[4], 32, "%.3f", bus / 1e9);
+			cells[0] = v[0]; cells[1] = v[1]; cells[2] = "float";
+			cells[3] = v[2]; cells[4] = v[3]; cells[5] = v[4];
+			cli_table_row(t, cells);
+		}
+		if (fmt == CLI_FORMAT_TABLE)
+			cli_table_note(t, "avg bus bandwidth over sizes: %.3f GB/s", nsz ? sum_bus / nsz / 1e9 : 0.0);
+		if (db) {
+			struct store *s;
+			int64_t id;
+			char inputs[256], name[64];
+			struct store_run_meta meta = {"profile", label, NULL, NULL, inputs, 0};
+			snprintf(inputs, sizeof inputs,
+				 "{\"benchmark\":\"alltoall\",\"ranks\":%d,\"iters\":%ld,\"warmup\":%ld,"
+				 "\"min_bytes\":%.0f,\"max_bytes\":%.0f}", ranks, iters, warmup, minb, maxb);
+			if ((st = store_open(db, STORE_WRITE, &s)) == MOE_OK) {
+				if ((st = store_run_begin(s, &meta, &id)) == MOE_OK) {
+					for (int i = 0; i < nsz && st == MOE_OK; i++) {
+						double alg = sizes[i] / times[i];
+						struct store_stage_row row = {name, (int)iters, times[i], times[i],
+									      times[i], times[i], 0, 0};
+						snprintf(name, sizeof name, "alltoall %.0fB", sizes[i]);
+						st = store_stage_add(s, id, &row);
+						snprintf(name, sizeof name, "algbw_Bps@%.0f", sizes[i]);
+						if (st == MOE_OK)
+							st = store_metric_add(s, id, name, alg, "B/s");
+						snprintf(name, sizeof name, "busbw_Bps@%.0f", sizes[i]);
+						if (st == MOE_OK)
+							st = store_metric_add(s, id, name, alg * (ranks - 1) / ranks, "B/s");
+					}
+					if (st == MOE_OK)
+						st = store_metric_add(s, id, "avg_busbw_Bps", nsz ? sum_bus / nsz : 0, "B/s");
+					if (st == MOE_OK)
+						st = store_run_done(s, id, NULL);
+					else
+						store_run_fail(s, id, moe_errmsg());
+				}
+				store_close(s);
+			}
+		}
+		if (st == MOE_OK)
+			cli_table_print(t, fmt, stdout);
+		cli_table_free(t);
+	}
+	rc = st == MOE_OK ? (rank == 0 ? cli_finish_stdout(CMD) : 0) : cli_fail(CMD, st);
+	MPI_Finalize();
+	return rc;
+}
+#endif
 
 int cmd_profile(int argc, char **argv)
 {
@@ -499,8 +928,12 @@ int cmd_profile(int argc, char **argv)
 	o.probe = 1;
 	o.fmt = CLI_FORMAT_TABLE;
 	if (argc > 1 && strcmp(argv[1], "a2a") == 0) {
+#ifdef HAVE_MPI
+		return run_a2a(argc - 1, argv + 1);
+#else
 		fprintf(stderr, "moekit profile: a2a: this build has no MPI (configure --with-mpi)\n");
 		return 1;
+#endif
 	}
 	while ((c = getopt_long(argc, argv, "qh", lopts, NULL)) != -1) {
 		switch (c) {
@@ -538,8 +971,12 @@ int cmd_profile(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
 	if (ep > 1) {
+#ifdef HAVE_MPI
+		return run_ep(&o, ep);
+#else
 		fprintf(stderr, "moekit profile: --ep %ld: this build has no MPI (configure --with-mpi)\n", ep);
 		return 1;
+#endif
 	}
 	return run_profile(&o);
 }

@@ -102,6 +102,7 @@ struct prof_forward {
 	size_t *cursor;      /* [nx] */
 	float *a1, *a2, *yrows;
 	size_t rows_cap;
+	size_t n_rows;       /* rows of the current run */
 	struct tile *tiles;
 	size_t tiles_cap, ntiles1, ntiles2;
 	float **scratch;     /* [threads] MC x NCP*NR */
@@ -687,13 +688,7 @@ enum moe_status prof_forward_new(const struct prof_weights *w, int threads, size
 		f->kname = "avx2-fma 6x16";
 	}
 #endif
-	moe_route_policy_init(&f->pol, c->experts, c->top_k);
-	f->pol.kind = c->kind;
-	f->pol.norm = c->norm;
-	f->pol.scaling = c->scaling;
-	f->pol.groups = c->groups > 1 ? c->groups : 0;
-	f->pol.groups_per_token = c->groups > 1 ? c->groups_per_token : 1;
-	f->pol.capacity_factor = c->capacity_factor;
+	prof_layer_cfg_policy(c, NULL, &f->pol);
 	if (w->bias) {
 		if (!(f->bias = malloc(E * sizeof(float))))
 			goto nomem;
@@ -789,15 +784,81 @@ static void add_tiles(struct prof_forward *f, int x, size_t np, size_t *nt)
 		}
 }
 
+/* Lays out the virtual experts' rows (row0, unpadded, for Y) and packed
+ * panels (a1, a2, padded to MR rows) from their row counts ve->n, and sets
+ * the counting sort's cursors. */
+static void layout(struct prof_forward *f)
+{
+	size_t rows = 0, a1 = 0, a2 = 0, H = (size_t)f->cfg.hidden;
+	for (int v = 0; v < f->nx; v++) {
+		struct vexp *ve = &f->vx[v];
+		ve->nb = cdiv(ve->n, MR);
+		ve->row0 = rows;
+		ve->a1 = a1;
+		ve->a2 = a2;
+		f->cursor[v] = rows;
+		rows += ve->n;
+		a1 += ve->nb * MR * H;
+		a2 += ve->nb * MR * (size_t)ve->ffn;
+	}
+	f->n_rows = rows;
+}
+
+/* Gather, gate_up (+ activation), down: the stages after the counting sort
+ * (row_tok filled); t gets PERMUTE's gather part added and the rest set;
+ * tp is when the permute stage began. */
+static void compute(struct prof_forward *f, double *t, double tp)
+{
+	size_t nt = 0;
+	double act = 0;
+
+	atomic_store(&f->next, 0);
+	pool_run(f->pool, stage_gather);
+	for (int v = 0; v < f->nx; v++)
+		add_tiles(f, v, (size_t)f->vx[v].np1, &nt);
+	f->ntiles1 = nt;
+	for (int v = 0; v < f->nx; v++)
+		add_tiles(f, v, (size_t)f->np2, &nt);
+	f->ntiles2 = nt - f->ntiles1;
+	t[PROF_STAGE_PERMUTE] = now_s() - tp;
+	tp = now_s();
+
+	atomic_store(&f->next, 0);
+	pool_run(f->pool, stage_gate_up);
+	for (int i = 0; i < f->threads; i++)
+		act += f->act_s[i];
+	act /= f->threads;
+	t[PROF_STAGE_ACTIVATION] = act;
+	t[PROF_STAGE_GATE_UP] = now_s() - tp - act;
+	tp = now_s();
+
+	atomic_store(&f->next, 0);
+	pool_run(f->pool, stage_down);
+	t[PROF_STAGE_DOWN] = now_s() - tp;
+}
+
+/* FLOPs of the last run on the rows actually routed (padding not counted). */
+static void count_flops(struct prof_forward *f, size_t router_rows)
+{
+	double H = f->cfg.hidden;
+	memset(f->flops, 0, sizeof f->flops);
+	f->flops[PROF_STAGE_ROUTER] = 2.0 * (double)router_rows * H * f->cfg.experts;
+	for (int v = 0; v < f->nx; v++) {
+		f->flops[PROF_STAGE_GATE_UP] += 4.0 * (double)f->vx[v].n * H * f->vx[v].ffn;
+		f->flops[PROF_STAGE_DOWN] += 2.0 * (double)f->vx[v].n * H * f->vx[v].ffn;
+	}
+	f->flops[PROF_STAGE_TOTAL] = f->flops[PROF_STAGE_ROUTER] + f->flops[PROF_STAGE_GATE_UP] +
+				     f->flops[PROF_STAGE_DOWN];
+}
+
 enum moe_status prof_forward_run(struct prof_forward *f, const float *x, size_t n, float *y,
 				 double *stage_s)
 {
-	double t[PROF_STAGE_COUNT + 1] = {0}, tstart, tp, act = 0;
+	double t[PROF_STAGE_COUNT] = {0}, tstart, tp;
 	const struct prof_layer_cfg *c = &f->cfg;
-	size_t k = (size_t)c->top_k, E = (size_t)c->experts, H = (size_t)c->hidden;
+	size_t k = (size_t)c->top_k, E = (size_t)c->experts;
 	struct moe_route_out ro;
 	enum moe_status st;
-	size_t rows = 0, a1 = 0, a2 = 0, nt = 0;
 
 	if (n < 1 || n > f->max_n)
 		MOE_FAIL(MOE_EINVAL, "forward: %zu tokens, expected 1..%zu", n, f->max_n);
@@ -821,20 +882,11 @@ enum moe_status prof_forward_run(struct prof_forward *f, const float *x, size_t 
 	t[PROF_STAGE_ROUTING] = now_s() - tp;
 	tp = now_s();
 
-	/* Counting sort: rows of expert x start at row0 (unpadded, for Y) and
-	 * its packed panels at a1/a2 (padded to MR rows). */
-	for (int v = 0; v < f->nx; v++) {
-		struct vexp *ve = &f->vx[v];
-		ve->n = v < (int)E ? (size_t)f->load[v] : n;
-		ve->nb = cdiv(ve->n, MR);
-		ve->row0 = rows;
-		ve->a1 = a1;
-		ve->a2 = a2;
-		f->cursor[v] = rows;
-		rows += ve->n;
-		a1 += ve->nb * MR * H;
-		a2 += ve->nb * MR * (size_t)ve->ffn;
-	}
+	/* Counting sort of the slots by expert; the shared experts take every
+	 * token in order. */
+	for (int v = 0; v < f->nx; v++)
+		f->vx[v].n = v < (int)E ? (size_t)f->load[v] : n;
+	layout(f);
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < k; j++) {
 			int32_t e = f->ids[i * k + j];
@@ -849,47 +901,62 @@ enum moe_status prof_forward_run(struct prof_forward *f, const float *x, size_t 
 	if (f->nx > (int)E)
 		for (size_t i = 0; i < n; i++)
 			f->row_tok[f->vx[E].row0 + i] = (uint32_t)i;
-	atomic_store(&f->next, 0);
-	pool_run(f->pool, stage_gather);
-	/* Tiles, largest experts first so that the last tiles are small. */
-	for (int v = 0; v < f->nx; v++)
-		add_tiles(f, v, (size_t)f->vx[v].np1, &nt);
-	f->ntiles1 = nt;
-	for (int v = 0; v < f->nx; v++)
-		add_tiles(f, v, (size_t)f->np2, &nt);
-	f->ntiles2 = nt - f->ntiles1;
-	t[PROF_STAGE_PERMUTE] = now_s() - tp;
-	tp = now_s();
-
-	atomic_store(&f->next, 0);
-	pool_run(f->pool, stage_gate_up);
-	for (int i = 0; i < f->threads; i++)
-		act += f->act_s[i];
-	act /= f->threads;
-	t[PROF_STAGE_ACTIVATION] = act;
-	t[PROF_STAGE_GATE_UP] = now_s() - tp - act;
-	tp = now_s();
-
-	atomic_store(&f->next, 0);
-	pool_run(f->pool, stage_down);
-	t[PROF_STAGE_DOWN] = now_s() - tp;
+	compute(f, t, tp);
 	tp = now_s();
 
 	pool_run(f->pool, stage_combine);
 	t[PROF_STAGE_COMBINE] = now_s() - tp;
 	t[PROF_STAGE_TOTAL] = now_s() - tstart;
 	if (stage_s)
-		memcpy(stage_s, t, PROF_STAGE_COUNT * sizeof(double));
+		memcpy(stage_s, t, sizeof t);
+	count_flops(f, n);
+	return MOE_OK;
+}
 
-	/* FLOPs on the rows actually routed (padding not counted). */
-	memset(f->flops, 0, sizeof f->flops);
-	f->flops[PROF_STAGE_ROUTER] = 2.0 * (double)n * (double)H * (double)E;
-	for (int v = 0; v < f->nx; v++) {
-		f->flops[PROF_STAGE_GATE_UP] += 4.0 * (double)f->vx[v].n * (double)H * f->vx[v].ffn;
-		f->flops[PROF_STAGE_DOWN] += 2.0 * (double)f->vx[v].n * (double)H * f->vx[v].ffn;
+/* Un-permute for prof_forward_experts: y[row_tok[r]] = yrows[r]. */
+static void stage_unpermute(struct prof_forward *f, int tid)
+{
+	size_t n = f->n_rows, per = cdiv(n, (size_t)f->threads), r0 = per * (size_t)tid;
+	size_t r1 = r0 + per < n ? r0 + per : n, H = (size_t)f->cfg.hidden;
+	for (size_t r = r0; r < r1; r++)
+		memcpy(f->y + (size_t)f->row_tok[r] * H, f->yrows + r * H, H * sizeof(float));
+}
+
+enum moe_status prof_forward_experts(struct prof_forward *f, const float *x,
+				     const int32_t *expert, size_t n, float *y, double *stage_s)
+{
+	double t[PROF_STAGE_COUNT] = {0}, tstart = now_s(), tp;
+	int E = f->cfg.experts;
+
+	if (f->nx != E)
+		MOE_FAIL(MOE_EINVAL, "forward: prof_forward_experts needs a layer without shared experts");
+	if (n > f->rows_cap)
+		MOE_FAIL(MOE_EINVAL, "forward: %zu rows, expected at most %zu", n, f->rows_cap);
+	for (int v = 0; v < E; v++)
+		f->vx[v].n = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (expert[i] < 0 || expert[i] >= E)
+			MOE_FAIL(MOE_ERANGE, "forward: row %zu: expert %d, expected 0..%d", i,
+				 (int)expert[i], E - 1);
+		f->vx[expert[i]].n++;
 	}
-	f->flops[PROF_STAGE_TOTAL] = f->flops[PROF_STAGE_ROUTER] + f->flops[PROF_STAGE_GATE_UP] +
-				     f->flops[PROF_STAGE_DOWN];
+	f->x = x;
+	f->y = y;
+	f->n = n;
+	layout(f);
+	for (size_t i = 0; i < n; i++)
+		f->row_tok[f->cursor[expert[i]]++] = (uint32_t)i;
+	for (int v = 0; v < E; v++)
+		f->load[v] = f->vx[v].n;
+	tp = now_s();
+	compute(f, t, tp);
+	tp = now_s();
+	pool_run(f->pool, stage_unpermute);
+	t[PROF_STAGE_COMBINE] = now_s() - tp;
+	t[PROF_STAGE_TOTAL] = now_s() - tstart;
+	if (stage_s)
+		memcpy(stage_s, t, sizeof t);
+	count_flops(f, 0);
 	return MOE_OK;
 }
 

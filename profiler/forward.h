@@ -73,6 +73,18 @@ void prof_forward_free(struct prof_forward *f);
 enum moe_status prof_forward_run(struct prof_forward *f, const float *x, size_t n, float *y,
 				 double *stage_s);
 
+/* Runs n pre-routed rows through their experts, without router, routing,
+ * weights or shared experts: y[i] = FFN_{expert[i]}(x[i]) (x, y [n x H],
+ * expert [n] in 0..E-1; borrowed).  The expert-parallel path uses it for the
+ * rows a rank receives.  f must have no shared experts; n at most
+ * max_tokens x top_k of prof_forward_new.  stage_s as prof_forward_run
+ * (ROUTER and ROUTING 0; COMBINE the un-permutation).  Returns MOE_OK;
+ * MOE_EINVAL when f has shared experts or n is too large; MOE_ERANGE naming
+ * the row of an expert id out of range.  prof_forward_load gives the rows
+ * per expert after. */
+enum moe_status prof_forward_experts(struct prof_forward *f, const float *x,
+				     const int32_t *expert, size_t n, float *y, double *stage_s);
+
 /* The last run's routing: ids and gate weights [n x k], logits [n x E], the
  * slots each expert received [E]; borrowed, valid until the next run. */
 const int32_t *prof_forward_ids(const struct prof_forward *f);

@@ -15,6 +15,19 @@ nobase_moekitinclude_HEADERS += \
 	profiler/safetensors.h profiler/weights.h profiler/forward.h profiler/npy.h \
 	profiler/harness.h
 libmoekit_la_LIBADD += profiler/libprofiler.la
+# Expert parallelism and the all-to-all benchmark, when configure found MPI.
+if HAVE_MPI
+profiler_libprofiler_la_SOURCES += profiler/ep.c
+profiler_libprofiler_la_CPPFLAGS += $(MPI_CFLAGS)
+profiler_libprofiler_la_LIBADD += $(MPI_LIBS)
+nobase_moekitinclude_HEADERS += profiler/ep.h
+moekit_CFLAGS += $(MPI_CFLAGS)
+moekit_LDADD += $(MPI_LIBS)
+if HAVE_CHECK
+TESTS += tests/profiler_mpi.sh
+endif
+endif
+EXTRA_DIST += tests/profiler_mpi.sh
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_profiler

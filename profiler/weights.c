@@ -44,6 +44,19 @@ enum moe_status prof_layer_cfg_check(const struct prof_layer_cfg *c)
 	return MOE_OK;
 }
 
+void prof_layer_cfg_policy(const struct prof_layer_cfg *c, const float *bias,
+			   struct moe_route_policy *p)
+{
+	moe_route_policy_init(p, c->experts, c->top_k);
+	p->kind = c->kind;
+	p->norm = c->norm;
+	p->scaling = c->scaling;
+	p->groups = c->groups > 1 ? c->groups : 0;
+	p->groups_per_token = c->groups > 1 ? c->groups_per_token : 1;
+	p->capacity_factor = c->capacity_factor;
+	p->bias = bias;
+}
+
 double prof_layer_cfg_weight_bytes(const struct prof_layer_cfg *c)
 {
 	double h = c->hidden;

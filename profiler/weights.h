@@ -117,6 +117,13 @@ enum moe_status prof_weights_load(const char *dir, int layer, const struct prof_
 /* Frees all the weights; NULL is a no-op. */
 void prof_weights_free(struct prof_weights *w);
 
+/* The routing policy of a cfg (kind, top_k, norm, scaling, groups,
+ * capacity) with bias (borrowed, may be NULL); the rest as
+ * moe_route_policy_init.  The forward pass and the expert-parallel path both
+ * route through it. */
+void prof_layer_cfg_policy(const struct prof_layer_cfg *cfg, const float *bias,
+			   struct moe_route_policy *p);
+
 /* Bytes of FP32 weights a cfg holds. */
 double prof_layer_cfg_weight_bytes(const struct prof_layer_cfg *cfg);
 

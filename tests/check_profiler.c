@@ -448,6 +448,54 @@ START_TEST(test_top1_top2)
 }
 END_TEST
 
+START_TEST(test_forward_experts)
+{
+	/* pre-routed rows, expert 1 left empty: y[i] = FFN_e(x[i]) */
+	struct prof_layer_cfg c = small_cfg(40, 24, 3, 1, 0);
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	struct prof_weights *w;
+	struct prof_forward *f;
+	enum { N = 17 };
+	float x[N * 40], y[N * 40];
+	int32_t ex[N];
+	double ref[40], h[24];
+
+	ck_assert_int_eq(prof_weights_random(&c, r, &w), MOE_OK);
+	for (int i = 0; i < N * 40; i++)
+		x[i] = (float)(2 * gsl_rng_uniform(r) - 1);
+	for (int i = 0; i < N; i++)
+		ex[i] = (i * 7) % 2 ? 2 : 0;
+	ck_assert_int_eq(prof_forward_new(w, 2, N, &f), MOE_OK);
+	ck_assert_int_eq(prof_forward_experts(f, x, ex, N, y, NULL), MOE_OK);
+	ck_assert_uint_eq(prof_forward_load(f)[1], 0);
+	ck_assert_uint_eq(prof_forward_load(f)[0] + prof_forward_load(f)[2], N);
+	for (int i = 0; i < N; i++) {
+		int e = ex[i];
+		for (int q = 0; q < 24; q++) {
+			double g = 0, u = 0;
+			for (int k = 0; k < 40; k++) {
+				g += (double)w->gate[e][q * 40 + k] * x[i * 40 + k];
+				u += (double)w->up[e][q * 40 + k] * x[i * 40 + k];
+			}
+			h[q] = silu(g) * u;
+		}
+		for (int o = 0; o < 40; o++) {
+			ref[o] = 0;
+			for (int q = 0; q < 24; q++)
+				ref[o] += (double)w->down[e][o * 24 + q] * h[q];
+			ck_assert_double_eq_tol(y[i * 40 + o], ref[o], 1e-5);
+		}
+	}
+	ex[3] = 3;
+	ck_assert_int_eq(prof_forward_experts(f, x, ex, N, y, NULL), MOE_ERANGE);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "row 3: expert 3"));
+	ck_assert_int_eq(prof_forward_experts(f, x, ex, N + 1, y, NULL), MOE_EINVAL);
+	prof_forward_free(f);
+	prof_weights_free(w);
+	gsl_rng_free(r);
+}
+END_TEST
+
 START_TEST(test_forward_errors)
 {
 	struct prof_layer_cfg c = small_cfg(16, 8, 4, 5, 0);
@@ -486,6 +534,7 @@ static Suite *suite(void)
 	tcase_add_test(core, test_forward_deepseek);
 	tcase_add_test(core, test_forward_determinism);
 	tcase_add_test(core, test_top1_top2);
+	tcase_add_test(core, test_forward_experts);
 	tcase_add_test(errors, test_st_errors);
 	tcase_add_test(errors, test_st_missing);
 	tcase_add_test(errors, test_forward_errors);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/profiler_cli.sh: `moekit profile` end to end on random weights:
 # usage errors (exit 2), the MPI-only features in a build without MPI
-# (exit 1, one line), table/csv/json output, the stored run (stages, expert
+# (exit 1, one line, or with MPI the rank-count check), table/csv/json output, the stored run (stages, expert
 # loads, metrics) read back with `moekit db`, and --capture read back with
 # `moekit trace info`; --output is bit-identical across runs with one seed.
 MOEKIT=${MOEKIT:-./moekit}
@@ -30,8 +30,14 @@ expect 2 "top-k: 5" $small --top-k 5
 expect 2 "unexpected argument" $small extra
 expect 2 "--format" $small --format xml
 expect 1 "no such preset\|unknown\|not found\|no model" --model no-such-model --no-probe
-expect 1 "no MPI" $small --ep 2
-expect 1 "no MPI" a2a
+if "$MOEKIT" profile a2a --help 2>&1 | grep -q "no MPI"; then
+	expect 1 "no MPI" $small --ep 2
+	expect 1 "no MPI" a2a
+else
+	# built with MPI, started without mpiexec: one rank
+	expect 2 "2 but 1 ranks are running" $small --ep 2
+	expect 2 "--min-bytes is larger" a2a --min-bytes 2KiB --max-bytes 1KiB
+fi
 expect 2 "no such file or folder" --weights "$work/nothing" --no-probe
 expect 1 "not a .npy file" $small --input "$0"
 
