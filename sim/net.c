@@ -20,6 +20,17 @@
 enum { EV_START = 1 };
 enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
 
+/* The fields of a flow that solving touches, packed into 64 bytes so that
+ * visiting a flow costs one cache miss, not one per array (this halves the
+ * time of a 512-GPU all-to-all). */
+struct flow_hot {
+	int path[SIM_PATH_MAX - 1];
+	int plen;
+	double rate, nrate;   /* bytes/s: current, and candidate while solving */
+	int bott, nbott;      /* bottleneck link: current, candidate; -1 none */
+	unsigned amark, fmark; /* epoch marks: in A, frozen (or in component) */
+};
+
 struct lheap_ent {
 	double key;
 	int link;
@@ -30,21 +41,31 @@ struct sim_net {
 	int L;
 	/* flows */
 	int nf, capf;
-	double *bytes, *rem, *rate, *t_last, *t_end, *lat;
+	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
+	double *bytes, *rem, *t_last, *t_end, *lat;
 	int64_t *tag;
-	unsigned char *state, *plen;
-	int (*path)[SIM_PATH_MAX];
+	unsigned char *state;
 	int (*pos)[SIM_PATH_MAX];
 	int *hpos;            /* position in the end heap, -1 if absent */
-	unsigned *fmark;      /* epoch marks for the component search */
 	/* links */
-	int **lf, *lfn, *lfcap;
+	int **lf, *lfn, *lfcap;  /* active flows of a link: flow << 3 | path position */
 	double *lbytes, *lint, *lbusy, *lrate, *lt, *cap, *rnew;
 	int *ln;
 	unsigned *lmark;
 	/* scratch for a recomputation */
-	int *comp_links, *comp_flows, ncl, ncf;
+	int *comp_links;
 	int *ended;           /* flows ended in the current event */
+	int *started, nstarted; /* flows started in the current event */
+	int *alist, na;       /* A: the flows being re-solved */
+	int *bpos;            /* position of a flow in its bottleneck's list */
+	unsigned epA, epF, epM;
+	int full;             /* recompute whole components (reference mode) */
+	/* per link: flows bottlenecked there, their rate, scratch */
+	int **bl, *bln, *blcap;
+	double *lshare, *aold, *amax, *omax, *lnew;
+	int *abl, *aoff, *acur;  /* A flows bottlenecked on a link; A's flows per link */
+	int *af, capaf;
+	unsigned *mmark;
 	struct lheap_ent *lh;
 	int lhn, lhcap;
 	int *touched, ntouched, captouched;
@@ -202,15 +223,19 @@ static int grow_flows(struct sim_net *n, int cap)
 {
 	void *x;
 
+	if (posix_memalign(&x, 64, (size_t)cap * sizeof *n->h) != 0)
+		return -1;
+	if (n->h != NULL)
+		memcpy(x, n->h, (size_t)n->capf * sizeof *n->h);
+	free(n->h);
+	n->h = x;
+
 	if (grow1(n->bytes, sizeof *n->bytes, cap, &x) != 0)
 		return -1;
 	n->bytes = x;
 	if (grow1(n->rem, sizeof *n->rem, cap, &x) != 0)
 		return -1;
 	n->rem = x;
-	if (grow1(n->rate, sizeof *n->rate, cap, &x) != 0)
-		return -1;
-	n->rate = x;
 	if (grow1(n->t_last, sizeof *n->t_last, cap, &x) != 0)
 		return -1;
 	n->t_last = x;
@@ -226,27 +251,24 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->state, sizeof *n->state, cap, &x) != 0)
 		return -1;
 	n->state = x;
-	if (grow1(n->plen, sizeof *n->plen, cap, &x) != 0)
-		return -1;
-	n->plen = x;
-	if (grow1(n->path, sizeof *n->path, cap, &x) != 0)
-		return -1;
-	n->path = x;
 	if (grow1(n->pos, sizeof *n->pos, cap, &x) != 0)
 		return -1;
 	n->pos = x;
 	if (grow1(n->hpos, sizeof *n->hpos, cap, &x) != 0)
 		return -1;
 	n->hpos = x;
-	if (grow1(n->fmark, sizeof *n->fmark, cap, &x) != 0)
-		return -1;
-	n->fmark = x;
 	if (grow1(n->eh, sizeof *n->eh, cap, &x) != 0)
 		return -1;
 	n->eh = x;
-	if (grow1(n->comp_flows, sizeof *n->comp_flows, cap, &x) != 0)
+	if (grow1(n->started, sizeof *n->started, cap, &x) != 0)
 		return -1;
-	n->comp_flows = x;
+	n->started = x;
+	if (grow1(n->alist, sizeof *n->alist, cap, &x) != 0)
+		return -1;
+	n->alist = x;
+	if (grow1(n->bpos, sizeof *n->bpos, cap, &x) != 0)
+		return -1;
+	n->bpos = x;
 	if (grow1(n->ended, sizeof *n->ended, cap, &x) != 0)
 		return -1;
 	n->ended = x;
@@ -280,6 +302,18 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->ln = calloc((size_t)L + 1, sizeof(int));
 	n->lmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->comp_links = calloc((size_t)L + 1, sizeof(int));
+	n->bl = calloc((size_t)L + 1, sizeof *n->bl);
+	n->bln = calloc((size_t)L + 1, sizeof(int));
+	n->blcap = calloc((size_t)L + 1, sizeof(int));
+	n->lshare = calloc((size_t)L + 1, sizeof(double));
+	n->aold = calloc((size_t)L + 1, sizeof(double));
+	n->amax = calloc((size_t)L + 1, sizeof(double));
+	n->omax = calloc((size_t)L + 1, sizeof(double));
+	n->lnew = calloc((size_t)L + 1, sizeof(double));
+	n->mmark = calloc((size_t)L + 1, sizeof(unsigned));
+	n->abl = calloc((size_t)L + 1, sizeof(int));
+	n->aoff = calloc((size_t)L + 1, sizeof(int));
+	n->acur = calloc((size_t)L + 1, sizeof(int));
 	n->lhcap = 2 * L + 16;
 	n->lh = malloc((size_t)n->lhcap * sizeof *n->lh);
 	n->captouched = 1024;
@@ -287,7 +321,10 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	if (n->lf == NULL || n->lfn == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
 	    n->cap == NULL || n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
-	    n->comp_links == NULL || n->lh == NULL || n->touched == NULL ||
+	    n->comp_links == NULL || n->lh == NULL || n->touched == NULL || n->bl == NULL ||
+	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL || n->aold == NULL ||
+	    n->amax == NULL || n->omax == NULL || n->lnew == NULL || n->mmark == NULL ||
+	    n->abl == NULL || n->aoff == NULL || n->acur == NULL ||
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
 		sim_net_free(n);
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for %zu flows", reserve);
@@ -302,12 +339,18 @@ void sim_net_free(struct sim_net *n)
 		return;
 	for (int l = 0; l < n->L && n->lf; l++)
 		free(n->lf[l]);
+	for (int l = 0; l < n->L && n->bl; l++)
+		free(n->bl[l]);
+	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare); free(n->aold); free(n->amax);
+	free(n->omax); free(n->lnew); free(n->mmark); free(n->abl); free(n->aoff); free(n->acur);
+	free(n->af);
 	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->cap); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->lh); free(n->touched);
-	free(n->bytes); free(n->rem); free(n->rate); free(n->t_last); free(n->t_end);
-	free(n->lat); free(n->tag); free(n->state); free(n->plen); free(n->path); free(n->pos);
-	free(n->hpos); free(n->fmark); free(n->eh); free(n->comp_flows);
+	free(n->h); free(n->bytes); free(n->rem); free(n->t_last); free(n->t_end);
+	free(n->lat); free(n->tag); free(n->state); free(n->pos);
+	free(n->hpos); free(n->eh); free(n->started); free(n->alist); 
+	free(n->bpos);
 	free(n->ended);
 	sim_queue_free(n->q);
 	free(n);
@@ -321,9 +364,15 @@ void sim_net_reset(struct sim_net *n)
 	sim_queue_clear(n->q);
 	for (int l = 0; l < n->L; l++) {
 		n->lfn[l] = 0;
+		n->bln[l] = 0;
 		n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
+}
+
+void sim_net_set_full(struct sim_net *n, int full)
+{
+	n->full = full != 0;
 }
 
 void sim_net_set_rates_hook(struct sim_net *n, sim_net_rates_fn fn, void *user)
@@ -342,16 +391,16 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	if (!isfinite(start_s) || (start_s < n->now && !sim_time_same(start_s, n->now)))
 		MOE_FAIL(MOE_EINVAL, "flow: start %.9g s is before the current time %.9g s", start_s,
 			 n->now);
-	if (p->n < 0 || p->n > SIM_PATH_MAX || !(p->lat_s >= 0))
+	if (p->n < 0 || p->n > SIM_PATH_MAX - 1 || !(p->lat_s >= 0))
 		MOE_FAIL(MOE_EINVAL, "flow: path of %d links (at most %d), latency %g", p->n,
-			 SIM_PATH_MAX, p->lat_s);
+			 SIM_PATH_MAX - 1, p->lat_s);
 	for (int i = 0; i < p->n; i++)
 		if (p->link[i] < 0 || p->link[i] >= n->L)
 			MOE_FAIL(MOE_EINVAL, "flow: path names link %d outside 0..%d", p->link[i],
 				 n->L - 1);
 	if (start_s < n->now)
 		start_s = n->now;
-	if (n->nf == INT32_MAX / 2)
+	if (n->nf == INT32_MAX / 8)
 		MOE_FAIL(MOE_ENOMEM, "network: too many flows");
 	if (n->nf == n->capf && grow_flows(n, n->capf * 2) != 0)
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for %d flows", n->capf * 2);
@@ -361,16 +410,18 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->nf++;
 	n->bytes[f] = bytes;
 	n->rem[f] = bytes;
-	n->rate[f] = 0;
+	n->h[f].rate = 0;
 	n->t_last[f] = start_s + p->lat_s;
 	n->t_end[f] = NAN;
 	n->lat[f] = p->lat_s;
 	n->tag[f] = tag;
 	n->state[f] = F_PENDING;
-	n->plen[f] = (unsigned char)p->n;
-	memcpy(n->path[f], p->link, (size_t)p->n * sizeof(int));
+	n->h[f].plen = p->n;
+	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
 	n->hpos[f] = -1;
-	n->fmark[f] = 0;
+	n->h[f].fmark = 0;
+	n->h[f].amark = 0;
+	n->h[f].bott = -1;
 	if (flow != NULL)
 		*flow = f;
 	return MOE_OK;
@@ -406,7 +457,7 @@ static int link_add_flow(struct sim_net *n, int l, int f, int k)
 		n->lfcap[l] = cap;
 	}
 	n->pos[f][k] = n->lfn[l];
-	n->lf[l][n->lfn[l]++] = f;
+	n->lf[l][n->lfn[l]++] = f << 3 | k;
 	return 0;
 }
 
@@ -414,15 +465,9 @@ static void link_remove_flow(struct sim_net *n, int l, int f, int k)
 {
 	int i = n->pos[f][k], last = n->lf[l][--n->lfn[l]];
 
-	if (last != f) {
-		/* find which path position of `last` is link l */
-		n->lf[l][i] = last;
-		for (int j = 0; j < n->plen[last]; j++)
-			if (n->path[last][j] == l && n->pos[last][j] == n->lfn[l]) {
-				n->pos[last][j] = i;
-				break;
-			}
-	}
+	/* entries carry the path position, so moving the last one needs no search */
+	n->lf[l][i] = last;
+	n->pos[last >> 3][last & 7] = i;
 }
 
 /* Brings link l's accounting up to the current time. */
@@ -437,97 +482,291 @@ static inline void settle_link(struct sim_net *n, int l)
 	n->lt[l] = n->now;
 }
 
-/* Max-min rates for the component of the touched links.  Exact progressive
- * filling; see net.h. */
-static int recompute(struct sim_net *n)
+static int addA(struct sim_net *n, int f)
 {
-	int head = 0;
+	if (n->h[f].amark == n->epA || n->state[f] != F_ACTIVE)
+		return 0;
+	n->h[f].amark = n->epA;
+	n->alist[n->na++] = f;
+	return 1;
+}
 
-	n->ncl = 0;
-	n->ncf = 0;
-	n->epoch++;
-	/* component search: links -> their active flows -> those flows' links */
-	for (int i = 0; i < n->ntouched; i++) {
-		int l = n->touched[i];
-		n->lmark[l] = n->epoch;
-		n->comp_links[n->ncl++] = l;
+static int bl_add(struct sim_net *n, int l, int f)
+{
+	if (n->bln[l] == n->blcap[l]) {
+		int cap = n->blcap[l] ? n->blcap[l] * 2 : 8;
+		int *x = realloc(n->bl[l], (size_t)cap * sizeof *x);
+		if (x == NULL)
+			return -1;
+		n->bl[l] = x;
+		n->blcap[l] = cap;
 	}
-	while (head < n->ncl) {
+	n->bpos[f] = n->bln[l];
+	n->bl[l][n->bln[l]++] = f;
+	n->h[f].bott = l;
+	return 0;
+}
+
+static void bl_remove(struct sim_net *n, int f)
+{
+	int l = n->h[f].bott, i, last;
+
+	if (l < 0)
+		return;
+	i = n->bpos[f];
+	last = n->bl[l][--n->bln[l]];
+	n->bl[l][i] = last;
+	n->bpos[last] = i;
+	n->h[f].bott = -1;
+}
+
+/* Adds every active flow of the connected component of the touched links
+ * to A (the "full" mode, and the reference for the incremental one). */
+static void seed_component(struct sim_net *n)
+{
+	int head = 0, ncl = 0;
+	unsigned ep = ++n->epoch;
+
+	for (int i = 0; i < n->ntouched; i++) {
+		n->lmark[n->touched[i]] = ep;
+		n->comp_links[ncl++] = n->touched[i];
+	}
+	while (head < ncl) {
 		int l = n->comp_links[head++];
 		for (int i = 0; i < n->lfn[l]; i++) {
-			int f = n->lf[l][i];
-			if (n->fmark[f] == n->epoch)
+			int f = n->lf[l][i] >> 3;
+			if (!addA(n, f))
 				continue;
-			n->fmark[f] = n->epoch;
-			n->comp_flows[n->ncf++] = f;
-			for (int k = 0; k < n->plen[f]; k++) {
-				int m = n->path[f][k];
-				if (n->lmark[m] != n->epoch) {
-					n->lmark[m] = n->epoch;
-					n->comp_links[n->ncl++] = m;
+			for (int k = 0; k < n->h[f].plen; k++) {
+				int m = n->h[f].path[k];
+				if (n->lmark[m] != ep) {
+					n->lmark[m] = ep;
+					n->comp_links[ncl++] = m;
 				}
 			}
 		}
 	}
-	n->st.recomputes++;
-	n->st.flow_visits += (uint64_t)n->ncf;
-	/* progressive filling */
-	n->lhn = 0;
-	for (int i = 0; i < n->ncl; i++) {
-		int l = n->comp_links[i];
-		settle_link(n, l);
-		n->cap[l] = n->topo->links[l].bw_Bps;
-		n->ln[l] = n->lfn[l];
-		n->rnew[l] = 0;
-		if (n->ln[l] > 0 && lh_push(n, n->cap[l] / n->ln[l], l) != 0)
-			return -1;
-	}
-	n->epoch++; /* now marks frozen flows */
-	while (n->lhn > 0) {
-		struct lheap_ent e = lh_pop(n);
-		int l = e.link;
-		double share;
+}
 
-		if (n->ln[l] == 0)
-			continue;
-		share = n->cap[l] > 0 ? n->cap[l] / n->ln[l] : 0;
-		if (share > e.key) {
-			/* other links' flows froze since this entry was pushed */
-			if (lh_push(n, share, l) != 0)
-				return -1;
-			continue;
+#define TOL 1e-9
+
+/* Adds to A every flow of link m; returns how many were added. */
+static int grow_link(struct sim_net *n, int m)
+{
+	int added = 0;
+
+	for (int i = 0; i < n->lfn[m]; i++)
+		added += addA(n, n->lf[m][i] >> 3);
+	return added;
+}
+
+/* New max-min rates after the flows of this event started and ended.
+ *
+ * A max-min allocation is the unique feasible one in which every flow has a
+ * bottleneck: a saturated link on which no flow has a higher rate.  So:
+ * take as A the flows that started and those whose bottleneck was a
+ * touched link; solve max-min for A alone by progressive filling on the
+ * capacity the other flows leave (their rates held); then check the
+ * bottleneck condition wherever A's new rates could have broken it (the
+ * links A crosses).  Where it fails, add the flows of that link to A and
+ * solve again.  When the check passes the allocation is the exact max-min
+ * one; at worst A grows to the connected component (the full recompute).
+ * The cost is that of the flows whose rates can change, not of the
+ * network. */
+static int recompute(struct sim_net *n)
+{
+	n->epA = ++n->epoch;
+	n->na = 0;
+	n->st.recomputes++;
+	if (n->full) {
+		seed_component(n);
+	} else {
+		for (int i = 0; i < n->nstarted; i++)
+			addA(n, n->started[i]);
+		for (int i = 0; i < n->ntouched; i++) {
+			int l = n->touched[i];
+			for (int j = 0; j < n->bln[l]; j++)
+				addA(n, n->bl[l][j]);
 		}
-		for (int i = 0; i < n->lfn[l]; i++) {
-			int f = n->lf[l][i];
-			double old;
-			if (n->fmark[f] == n->epoch)
-				continue;
-			n->fmark[f] = n->epoch;
-			for (int k = 0; k < n->plen[f]; k++) {
-				int m = n->path[f][k];
-				n->cap[m] -= share;
-				n->ln[m]--;
-				n->rnew[m] += share;
+	}
+	for (int round = 0;; round++) {
+		unsigned epL;
+		int ncl = 0, grown = 0;
+
+		if (n->na == 0)
+			return 0;
+		if (round == 4 && !n->full) {
+			/* A keeps growing: take the whole component at once rather
+			 * than paying for many partial solves */
+			seed_component(n);
+		}
+		n->st.flow_visits += (uint64_t)n->na;
+		/* the links A crosses: A's old rates, count, bottlenecked count */
+		epL = ++n->epoch;
+		for (int i = 0; i < n->na; i++) {
+			int f = n->alist[i];
+			for (int k = 0; k < n->h[f].plen; k++) {
+				int m = n->h[f].path[k];
+				if (n->lmark[m] != epL) {
+					n->lmark[m] = epL;
+					n->comp_links[ncl++] = m;
+					n->aold[m] = 0;
+					n->ln[m] = 0;
+					n->abl[m] = 0;
+					n->amax[m] = 0;
+					n->lnew[m] = -1;
+				}
+				n->aold[m] += n->h[f].rate;
+				n->ln[m]++;
 			}
-			old = n->rate[f];
-			if (fabs(share - old) > 1e-13 * share) {
+		}
+		/* A's flows of each link, contiguous (so filling never scans the
+		 * flows outside A) */
+		{
+			int off = 0;
+			for (int i = 0; i < ncl; i++) {
+				int m = n->comp_links[i];
+				n->aoff[m] = off;
+				n->acur[m] = off;
+				off += n->ln[m];
+			}
+			if (off > n->capaf) {
+				int *x = realloc(n->af, (size_t)off * 2 * sizeof *x);
+				if (x == NULL)
+					return -1;
+				n->af = x;
+				n->capaf = off * 2;
+			}
+		}
+		for (int i = 0; i < n->na; i++) {
+			int f = n->alist[i];
+			if (n->h[f].bott >= 0)
+				n->abl[n->h[f].bott]++;
+			for (int k = 0; k < n->h[f].plen; k++) {
+				int m = n->h[f].path[k];
+				n->af[n->acur[m]++] = f;
+			}
+		}
+		/* capacity the other flows leave */
+		for (int i = 0; i < ncl; i++) {
+			int m = n->comp_links[i];
+			double bw = n->topo->links[m].bw_Bps;
+			double other = n->ln[m] == n->lfn[m] ? 0 : n->lrate[m] - n->aold[m];
+			if (other < 0)
+				other = 0;
+			n->rnew[m] = other;
+			n->cap[m] = bw - other;
+			if (n->cap[m] <= TOL * bw)
+				grown += grow_link(n, m);
+		}
+		if (grown)
+			continue;
+		/* progressive filling of A */
+		n->lhn = 0;
+		for (int i = 0; i < ncl; i++) {
+			int m = n->comp_links[i];
+			if (lh_push(n, n->cap[m] / n->ln[m], m) != 0)
+				return -1;
+		}
+		n->epF = ++n->epoch;
+		while (n->lhn > 0) {
+			struct lheap_ent e = lh_pop(n);
+			int l = e.link;
+			double share;
+
+			if (n->ln[l] == 0)
+				continue;
+			share = n->cap[l] > 0 ? n->cap[l] / n->ln[l] : 0;
+			if (share > e.key) {
+				if (lh_push(n, share, l) != 0)
+					return -1;
+				continue;
+			}
+			n->lnew[l] = share;
+			for (int i = n->aoff[l]; i < n->acur[l]; i++) {
+				int f = n->af[i];
+				if (n->h[f].fmark == n->epF)
+					continue;
+				n->h[f].fmark = n->epF;
+				n->h[f].nrate = share;
+				n->h[f].nbott = l;
+				for (int k = 0; k < n->h[f].plen; k++) {
+					int m = n->h[f].path[k];
+					n->cap[m] -= share;
+					n->ln[m]--;
+					n->rnew[m] += share;
+					if (share > n->amax[m])
+						n->amax[m] = share;
+				}
+			}
+		}
+		/* check the flows outside A whose bottleneck A crosses */
+		for (int i = 0; i < ncl; i++) {
+			int m = n->comp_links[i];
+			double bw = n->topo->links[m].bw_Bps;
+			int outside = n->bln[m] > n->abl[m];
+			if (outside && (n->cap[m] > TOL * bw || n->amax[m] > n->lshare[m] * (1 + TOL)))
+				grown += grow_link(n, m);
+		}
+		/* check A's new bottlenecks against the flows outside A on them */
+		n->epM = ++n->epoch;
+		for (int i = 0; i < n->na && !grown; i++) {
+			int f = n->alist[i], m = n->h[f].nbott;
+			if (n->mmark[m] != n->epM) {
+				double mx = 0;
+				n->mmark[m] = n->epM;
+				if (n->acur[m] - n->aoff[m] == n->lfn[m]) {
+					mx = 0; /* no flow outside A */
+				} else if (n->bln[m] > n->abl[m]) {
+					/* outside flows bottlenecked here had the largest
+					 * rate on m (the old allocation was max-min) */
+					mx = n->lshare[m];
+				} else {
+					for (int j = 0; j < n->lfn[m]; j++) {
+						int g = n->lf[m][j] >> 3;
+						if (n->h[g].amark != n->epA && n->h[g].rate > mx)
+							mx = n->h[g].rate;
+					}
+				}
+				n->omax[m] = mx;
+			}
+			if (n->omax[m] > n->h[f].nrate * (1 + TOL))
+				grown += grow_link(n, m);
+		}
+		if (grown)
+			continue;
+		/* commit */
+		for (int i = 0; i < n->na; i++) {
+			int f = n->alist[i];
+			double old = n->h[f].rate, r = n->h[f].nrate;
+			if (n->h[f].bott != n->h[f].nbott) {
+				bl_remove(n, f);
+				if (bl_add(n, n->h[f].nbott, f) != 0)
+					return -1;
+			}
+			if (fabs(r - old) > 1e-13 * r) {
 				if (n->now > n->t_last[f])
 					n->rem[f] -= old * (n->now - n->t_last[f]);
 				if (n->rem[f] < 0)
 					n->rem[f] = 0;
 				n->t_last[f] = n->now;
-				n->rate[f] = share;
-				n->t_end[f] = n->now + n->rem[f] / share;
+				n->h[f].rate = r;
+				n->t_end[f] = n->now + n->rem[f] / r;
 				eh_update(n, f);
 				n->st.rate_changes++;
 			}
 		}
+		for (int i = 0; i < ncl; i++) {
+			int m = n->comp_links[i];
+			settle_link(n, m);
+			n->lrate[m] = n->rnew[m];
+			if (n->lnew[m] >= 0)
+				n->lshare[m] = n->lnew[m];
+		}
+		if (n->rates_fn != NULL)
+			n->rates_fn(n->rates_user, n, n->now, n->comp_links, ncl);
+		return 0;
 	}
-	for (int i = 0; i < n->ncl; i++)
-		n->lrate[n->comp_links[i]] = n->rnew[n->comp_links[i]];
-	if (n->rates_fn != NULL)
-		n->rates_fn(n->rates_user, n, n->now, n->comp_links, n->ncl);
-	return 0;
 }
 
 static void end_flow(struct sim_net *n, int f, double t)
@@ -535,11 +774,15 @@ static void end_flow(struct sim_net *n, int f, double t)
 	n->state[f] = F_DONE;
 	n->t_end[f] = t;
 	n->rem[f] = 0;
-	for (int k = 0; k < n->plen[f]; k++) {
-		int l = n->path[f][k];
+	bl_remove(n, f);
+	for (int k = 0; k < n->h[f].plen; k++) {
+		int l = n->h[f].path[k];
+		settle_link(n, l);
 		n->lbytes[l] += n->bytes[f];
 		link_remove_flow(n, l, f, k);
+		n->lrate[l] = n->lfn[l] > 0 ? n->lrate[l] - n->h[f].rate : 0;
 	}
+	n->h[f].rate = 0;
 	n->st.flows_done++;
 }
 
@@ -560,14 +803,14 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		n->now = t;
 		n->epoch++;
 		n->ntouched = 0;
+		n->nstarted = 0;
 		n->st.events++;
 		/* settle the links the ending flows leave before their rates drop */
 		while (n->ehn > 0 && n->t_end[n->eh[0]] <= lim) {
 			int f = n->eh[0];
 			eh_remove(n, f);
-			for (int k = 0; k < n->plen[f]; k++) {
-				settle_link(n, n->path[f][k]);
-				if (touch(n, n->path[f][k]) != 0)
+			for (int k = 0; k < n->h[f].plen; k++) {
+				if (touch(n, n->h[f].path[k]) != 0)
 					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 			}
 			n->ended[nended++] = f;
@@ -578,7 +821,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			sim_queue_pop(n->q, &ev);
 			f = (int)ev.data;
 			n->st.flows_started++;
-			if (n->plen[f] == 0 || n->bytes[f] <= 0) {
+			if (n->h[f].plen == 0 || n->bytes[f] <= 0) {
 				n->state[f] = F_DONE;
 				n->t_end[f] = ev.t_s;
 				n->st.flows_done++;
@@ -587,9 +830,10 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			}
 			n->state[f] = F_ACTIVE;
 			n->t_last[f] = n->now;
-			n->rate[f] = 0;
-			for (int k = 0; k < n->plen[f]; k++) {
-				int l = n->path[f][k];
+			n->h[f].rate = 0;
+			n->started[n->nstarted++] = f;
+			for (int k = 0; k < n->h[f].plen; k++) {
+				int l = n->h[f].path[k];
 				settle_link(n, l);
 				if (link_add_flow(n, l, f, k) != 0 || touch(n, l) != 0)
 					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
@@ -624,7 +868,7 @@ double sim_net_flow_bytes(const struct sim_net *n, int f)
 
 double sim_net_flow_rate(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf && n->state[f] == F_ACTIVE ? n->rate[f] : 0;
+	return f >= 0 && f < n->nf && n->state[f] == F_ACTIVE ? n->h[f].rate : 0;
 }
 
 int sim_net_flows(const struct sim_net *n)

@@ -24,14 +24,19 @@
  * n equal flows sharing one link end together at lat + n * bytes / bw.
  *
  * What is recomputed.  Rates change only when the set of active flows
- * changes (a flow starts or ends).  Then only the connected component of
- * the links touched by those flows is recomputed (flows that share no link,
- * directly or through other flows, with a touched link keep their rates:
- * max-min allocations decompose exactly over components), and only flows
- * whose rate actually changed have their projected end time updated.  In
- * an all-to-all the component is usually the whole network, so a change
- * costs O(active flows x path length).  Flows whose projected ends lie
- * within the time tolerance of sim/engine.h are ended in one event.
+ * changes (a flow starts or ends).  A max-min allocation is the unique
+ * feasible one where every flow has a bottleneck: a saturated link on
+ * which no flow has a higher rate.  After a change the model re-solves
+ * only A, the flows that started and those whose bottleneck was a touched
+ * link, on the capacity the other flows leave; it then checks that
+ * bottleneck condition on every link A crosses, adds the flows of any link
+ * where it fails to A and solves again.  When the check passes the result
+ * is the exact max-min allocation (at worst A grows to the connected
+ * component of the touched links, which is what sim_net_set_full always
+ * re-solves).  So a change costs about the flows whose rates can change,
+ * not the whole network.  Only flows whose rate changed get a new
+ * projected end.  Flows whose projected ends lie within the time tolerance
+ * of sim/engine.h are ended in one event.
  *
  * Accounting.  Per link: bytes delivered (the bytes of every flow that
  * crossed it), the integral of its rate over time (the same number computed
@@ -94,6 +99,11 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
  * Returns MOE_OK, or the first error of a sim_net_add made by the callback
  * (the run stops), or MOE_ENOMEM. */
 enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user);
+
+/* With full non-zero, every change re-solves the whole connected component
+ * of the links it touched instead of only the flows whose bottleneck it
+ * may have moved (same result, slower: a reference for tests). */
+void sim_net_set_full(struct sim_net *n, int full);
 
 /* Installs a hook called after every recomputation (NULL removes it). */
 void sim_net_set_rates_hook(struct sim_net *n, sim_net_rates_fn fn, void *user);

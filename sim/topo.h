@@ -79,7 +79,7 @@ struct sim_link {
 
 /* A route: the links a flow crosses, in order, and its latency. */
 struct sim_path {
-	int n;                       /* 0 for a GPU to itself */
+	int n;                       /* 0 for a GPU to itself; at most SIM_PATH_MAX - 1 */
 	int link[SIM_PATH_MAX];
 	double lat_s;
 };

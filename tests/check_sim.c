@@ -397,8 +397,9 @@ static void simple_maxmin(int nl, const double *cap, int nf, const int (*path)[S
 
 START_TEST(net_maxmin_random_against_simple_solver)
 {
-	unsigned s = 2024;
-	for (int trial = 0; trial < 60; trial++) {
+	/* _i: 0 the incremental solver, 1 the full-component reference */
+	unsigned s = 2024 + 17 * (unsigned)_i;
+	for (int trial = 0; trial < 300; trial++) {
 		struct sim_link links[16];
 		struct sim_topo t;
 		struct sim_net *n;
@@ -417,6 +418,7 @@ START_TEST(net_maxmin_random_against_simple_solver)
 		t.nlinks = nl;
 		t.links = links;
 		ck_assert_int_eq(sim_net_new(&t, 4, &n), MOE_OK); /* forces growth */
+		sim_net_set_full(n, _i);
 		for (int f = 0; f < nf; f++) {
 			s = s * 1103515245u + 12345u;
 			p.n = 1 + (int)((s >> 16) % 3);
@@ -443,6 +445,8 @@ START_TEST(net_maxmin_random_against_simple_solver)
 			}
 			s = s * 1103515245u + 12345u;
 			bytes[f] = 1e6 * (1 + (s >> 16) % 5000);
+			if (trial % 3 == 0) /* equal sizes: many flows end together */
+				bytes[f] = 1e6 * (1 + f % 3);
 			plen[f] = p.n;
 			memcpy(path[f], p.link, sizeof p.link);
 			ck_assert_int_eq(sim_net_add(n, &p, bytes[f], 0, f, NULL), MOE_OK);
@@ -578,7 +582,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, net_one_flow);
 	tcase_add_test(core, net_n_flows_one_link);
 	tcase_add_test(core, net_uniform_all_to_all);
-	tcase_add_test(core, net_maxmin_random_against_simple_solver);
+	tcase_add_loop_test(core, net_maxmin_random_against_simple_solver, 0, 2);
 	tcase_add_test(core, net_worked_example);
 	tcase_add_test(core, net_callbacks_chain_flows_deterministically);
 	suite_add_tcase(s, core);
