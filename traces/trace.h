@@ -81,8 +81,9 @@ struct trace_header {
 	uint32_t top_k;        /* slots per token k, 1..min(E, TRACE_MAX_TOP_K); any
 				* value in that range for count-level traces */
 	uint32_t ranks;        /* source ranks (GPUs that sent tokens), 1..TRACE_MAX_RANKS */
-	uint64_t steps;        /* steps in the trace; 0 = unknown.  Written by
-				* trace_writer_close as (largest step + 1). */
+	uint64_t steps;        /* steps in the trace; 0 = unknown.  A writer refuses
+				* steps >= a declared count, and trace_writer_close
+				* stores max(declared, largest step + 1). */
 	char model[TRACE_MODEL_MAX]; /* model preset name or "", NUL-terminated */
 };
 
