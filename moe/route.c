@@ -304,6 +304,22 @@ static inline v4f vmax4(v4f a, v4f b)
 	return a;
 #endif
 }
+
+/* Lane-wise a < b ? a : b. */
+static inline v4f vmin4(v4f a, v4f b)
+{
+#ifdef __SSE2__
+	return (v4f)_mm_min_ps((__m128)a, (__m128)b);
+#else
+	v4i lt = a < b, ai, bi;
+
+	memcpy(&ai, &a, sizeof ai);
+	memcpy(&bi, &b, sizeof bi);
+	ai = (ai & lt) | (bi & ~lt);
+	memcpy(&a, &ai, sizeof a);
+	return a;
+#endif
+}
 #endif
 
 /* How many of cv[0..mpad-1] beat cv[a] = va: greater, or equal at a lower
@@ -394,6 +410,13 @@ static float column_threshold(const float *key, int e, int k, float *cm)
 					memcpy(&x, key + base + 4, sizeof x);
 					c1 = vmax4(x, c1);
 				}
+			}
+			if (base == e) { /* no tail: the least maximum in registers */
+				v4f mn = c == 8 ? vmin4(c0, c1) : c0;
+
+				thr = mn[0] < mn[1] ? mn[0] : mn[1];
+				thr = mn[2] < thr ? mn[2] : thr;
+				return mn[3] < thr ? mn[3] : thr;
 			}
 			memcpy(cm, &c0, sizeof c0);
 			memcpy(cm + 4, &c1, sizeof c1);
@@ -584,21 +607,6 @@ static inline float exp_poly(float x)
 }
 
 #ifdef ROUTE_VECTOR
-/* Lane-wise a < b ? a : b. */
-static inline v4f vmin4(v4f a, v4f b)
-{
-#ifdef __SSE2__
-	return (v4f)_mm_min_ps((__m128)a, (__m128)b);
-#else
-	v4i lt = a < b, ai, bi;
-
-	memcpy(&ai, &a, sizeof ai);
-	memcpy(&bi, &b, sizeof bi);
-	ai = (ai & lt) | (bi & ~lt);
-	memcpy(&a, &ai, sizeof a);
-	return a;
-#endif
-}
 
 static inline v4f exp_poly4(v4f x)
 {
@@ -796,14 +804,18 @@ static void route_token(const struct moe_route_policy *p, struct moe_route_works
 	c = select_topk(w, key, e, k, tv, ti, limits);
 	m = c;
 	/* 4. weights from unnoised, unbiased scores */
-	for (int j = 0; j < m; j++)
-		sl[j] = l[ti[j]];
+	if (key == l) {
+		sl = tv; /* the keys are the logits: already gathered, descending */
+	} else {
+		for (int j = 0; j < m; j++)
+			sl[j] = l[ti[j]];
+	}
 	switch (p->kind) {
 	case MOE_ROUTE_SOFTMAX_TOPK:
 	case MOE_ROUTE_TOPK_SOFTMAX:
 		if (p->norm || p->kind == MOE_ROUTE_TOPK_SOFTMAX) {
 			/* p_i / sum_sel p = exp(l_i - s) / sum_sel exp(l - s) */
-			shift = max_of(sl, m);
+			shift = key == l ? sl[0] : max_of(sl, m);
 			den = exp_shift(sl, m, (float)shift, wt);
 		} else {
 			shift = max_of(l, e);
