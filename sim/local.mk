@@ -2,10 +2,10 @@
 # all-to-all collectives, expert placement, compute and step models.
 noinst_LTLIBRARIES += sim/libsim.la
 sim_libsim_la_SOURCES = \
-	sim/engine.c sim/topo.c sim/net.c
+	sim/engine.c sim/topo.c sim/net.c sim/a2a.c
 sim_libsim_la_LIBADD = $(GSL_LIBS) -lm
 nobase_moekitinclude_HEADERS += \
-	sim/engine.h sim/topo.h sim/net.h
+	sim/engine.h sim/topo.h sim/net.h sim/a2a.h
 libmoekit_la_LIBADD += sim/libsim.la
 
 if HAVE_CHECK

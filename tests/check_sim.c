@@ -4,6 +4,7 @@
 #include "config.h"
 #include "moe/error.h"
 #include "moe/model.h"
+#include "sim/a2a.h"
 #include "sim/engine.h"
 #include "sim/net.h"
 #include "sim/topo.h"
@@ -568,6 +569,167 @@ START_TEST(net_callbacks_chain_flows_deterministically)
 }
 END_TEST
 
+
+/* ---- collectives ---- */
+
+struct a2a_env {
+	struct moe_cluster c;
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_traffic *tr;
+};
+
+static void a2a_env_init(struct a2a_env *e, int nodes, int G)
+{
+	e->c = cluster(nodes, G, G, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	e->c.nodes_per_leaf = 32;
+	ck_assert_int_eq(sim_topo_new(&e->c, SIM_MULTIPATH_SPRAY, &e->t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(e->t, 0, &e->n), MOE_OK);
+	ck_assert_int_eq(sim_traffic_new(nodes * G, G, &e->tr), MOE_OK);
+}
+
+static void a2a_env_free(struct a2a_env *e)
+{
+	sim_traffic_free(e->tr);
+	sim_net_free(e->n);
+	sim_topo_free(e->t);
+}
+
+START_TEST(a2a_dedup_counts)
+{
+	struct a2a_env e;
+	int dst[4] = {4, 5, 5, 1};
+	double pairs = 0, gpu = 0, node = 0;
+
+	a2a_env_init(&e, 2, 4);
+	ck_assert_int_eq(sim_traffic_add_token(e.tr, 0, dst, 4, 10), MOE_OK);
+	for (int i = 0; i < 64; i++)
+		pairs += e.tr->pairs[i], gpu += e.tr->gpu[i];
+	for (int i = 0; i < 16; i++)
+		node += e.tr->node[i];
+	ck_assert_double_eq(pairs, 40); /* tokens x k: conserved */
+	ck_assert_double_eq(gpu, 30);   /* GPUs 4, 5, 1 */
+	ck_assert_double_eq(node, 20);  /* nodes 1 and 0 */
+	ck_assert_double_eq(e.tr->pairs[5], 20);
+	ck_assert_double_eq(e.tr->gpu[5], 10);
+	ck_assert_double_eq(e.tr->node[1], 10);
+	dst[0] = 8;
+	ck_assert_int_eq(sim_traffic_add_token(e.tr, 0, dst, 4, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_traffic_add_token(e.tr, 9, dst, 1, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_traffic_add_token(e.tr, 0, dst, 0, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_traffic_add(e.tr, 0, 8, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_traffic_add(e.tr, 0, 1, -1), MOE_EINVAL);
+	sim_traffic_clear(e.tr);
+	ck_assert_double_eq(e.tr->pairs[5], 0);
+	a2a_env_free(&e);
+}
+END_TEST
+
+/* Every token of node 0 wants two experts of node 1 (GPUs 4+i and 5+i mod
+ * 4): direct sends two network copies, hierarchical and forwarding one. */
+START_TEST(a2a_two_stage_send_fewer_network_bytes)
+{
+	struct a2a_env e;
+	struct sim_a2a_opts o = {SIM_A2A_DIRECT, 1, 0, 7168};
+	struct sim_a2a_result rd, rh, rf, rn;
+	double fin[8];
+
+	a2a_env_init(&e, 2, 4);
+	for (int s = 0; s < 4; s++) {
+		int dst[2] = {4 + s, 4 + (s + 1) % 4};
+		ck_assert_int_eq(sim_traffic_add_token(e.tr, s, dst, 2, 1000), MOE_OK);
+	}
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &rd), MOE_OK);
+	o.algo = SIM_A2A_HIERARCHICAL;
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &rh), MOE_OK);
+	o.algo = SIM_A2A_NVLINK_FORWARD;
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &rf), MOE_OK);
+	ck_assert_double_eq(rd.network_bytes, 4 * 2000 * 7168.0);
+	ck_assert_double_eq(rh.network_bytes, 4 * 1000 * 7168.0);
+	ck_assert_double_eq(rf.network_bytes, 4 * 1000 * 7168.0);
+	ck_assert(rf.intra_bytes > 0);
+	/* forwarding: one network flow per source (its own rail), then NVLink:
+	 * lat_n + 1000 B/nic, then lat_i + 1000 B/nvl for the other expert */
+	assert_rel(rf.completion_s, 5.5e-6 + 1000 * 7168.0 / 45e9 + 3e-6 + 1000 * 7168.0 / 360e9,
+		   1e-9);
+	/* direct: each source's NIC carries 2000 tokens, busy from the start
+	 * of its same-rail flow (the cross-rail one starts 1 us later) */
+	assert_rel(rd.completion_s, 5.5e-6 + 2000 * 7168.0 / 45e9, 1e-9);
+	ck_assert(rf.completion_s < rd.completion_s);
+	/* without de-duplication forwarding sends both copies over the network */
+	o.dedup = 0;
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &rn), MOE_OK);
+	ck_assert_double_eq(rn.network_bytes, rd.network_bytes);
+	/* combine moves the same bytes backwards */
+	o.dedup = 1;
+	o.combine = 1;
+	o.bytes_per_token = 2 * 7168;
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &rn), MOE_OK);
+	ck_assert_double_eq(rn.network_bytes, 2 * rf.network_bytes);
+	ck_assert_double_eq(rn.intra_bytes, 2 * rf.intra_bytes);
+	a2a_env_free(&e);
+}
+END_TEST
+
+START_TEST(a2a_uniform_closed_form_and_determinism)
+{
+	struct a2a_env e;
+	struct sim_a2a_opts o = {SIM_A2A_DIRECT, 1, 0, 4096};
+	struct sim_a2a_result r;
+	double fin[16], fin2[16];
+
+	a2a_env_init(&e, 4, 4);
+	e.c.switch_lat_s = 0;
+	sim_topo_free(e.t);
+	sim_net_free(e.n);
+	ck_assert_int_eq(sim_topo_new(&e.c, SIM_MULTIPATH_SPRAY, &e.t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(e.t, 0, &e.n), MOE_OK);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++)
+			ck_assert_int_eq(sim_traffic_add(e.tr, s, d, 333), MOE_OK);
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &r), MOE_OK);
+	assert_rel(r.completion_s, 5e-6 + 12 * 333 * 4096.0 / 45e9, 1e-9);
+	ck_assert_uint_eq(r.flows, 240);
+	ck_assert_double_eq(r.network_bytes, 16 * 12 * 333 * 4096.0);
+	ck_assert_double_eq(r.intra_bytes, 16 * 3 * 333 * 4096.0);
+	ck_assert_int_eq(e.t->links[r.bottleneck_link].kind, SIM_LINK_NIC);
+	assert_rel(r.bottleneck_util, (12 * 333 * 4096.0 / 45e9) / r.completion_s, 1e-12);
+	for (int g = 0; g < 16; g++)
+		assert_rel(fin[g], r.completion_s, 1e-9);
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin2, &r), MOE_OK);
+	ck_assert_mem_eq(fin, fin2, sizeof fin);
+	a2a_env_free(&e);
+}
+END_TEST
+
+START_TEST(a2a_hot_gpu_is_slowest)
+{
+	struct a2a_env e;
+	struct sim_a2a_opts o = {SIM_A2A_DIRECT, 1, 0, 4096};
+	struct sim_a2a_result r;
+	double fin[16];
+	int slowest = 0;
+
+	a2a_env_init(&e, 4, 4);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++)
+			ck_assert_int_eq(sim_traffic_add(e.tr, s, d, d == 9 ? 3000 : 300), MOE_OK);
+	for (int a = 0; a < 3; a++) {
+		o.algo = (enum sim_a2a_algo)a;
+		ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, fin, &r), MOE_OK);
+		slowest = 0;
+		for (int g = 1; g < 16; g++)
+			if (fin[g] > fin[slowest])
+				slowest = g;
+		ck_assert_msg(slowest == 9 || (a == SIM_A2A_HIERARCHICAL && fin[9] >= fin[slowest] * (1 - 1e-12)),
+			      "%s: slowest GPU %d (%g s), GPU 9 %g s", sim_a2a_algo_name(o.algo),
+			      slowest, fin[slowest], fin[9]);
+		assert_rel(fin[9], r.completion_s, 1e-12);
+	}
+	a2a_env_free(&e);
+}
+END_TEST
+
 static Suite *sim_suite(void)
 {
 	Suite *s = suite_create("sim");
@@ -585,6 +747,10 @@ static Suite *sim_suite(void)
 	tcase_add_loop_test(core, net_maxmin_random_against_simple_solver, 0, 2);
 	tcase_add_test(core, net_worked_example);
 	tcase_add_test(core, net_callbacks_chain_flows_deterministically);
+	tcase_add_test(core, a2a_dedup_counts);
+	tcase_add_test(core, a2a_two_stage_send_fewer_network_bytes);
+	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
+	tcase_add_test(core, a2a_hot_gpu_is_slowest);
 	suite_add_tcase(s, core);
 	tcase_add_test(errors, topo_errors_and_slowdowns);
 	suite_add_tcase(s, errors);
