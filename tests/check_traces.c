@@ -20,10 +20,10 @@ static char tmpdir[256];
 
 static const char *tpath(const char *name)
 {
-	static char buf[16][512];
+	static char buf[256][512]; /* a ring: callers keep up to 255 paths */
 	static int i;
 
-	i = (i + 1) % 16;
+	i = (i + 1) % 256;
 	snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
 	return buf[i];
 }
@@ -773,6 +773,19 @@ START_TEST(test_npz)
 		ck_assert_mem_eq(c->logits, b, sizeof b);
 		ck_assert_int_eq(c->ids[0], 0); /* argmax of {4, 3, 2, 1} */
 		trace_reader_close(r);
+		/* layers whose token counts disagree are refused */
+		{
+			const char *nm[2] = {"layer_0.npy", "layer_1.npy"};
+			const char *ff[2] = {files[0], files[2]};
+			write_npy(files[2], "<f4", "(2, 4)", 0, a, 2 * sizeof a[0]);
+			write_npz(tpath("tk.npz"), 2, nm, ff);
+			unlink(out);
+			ck_assert_int_eq(trace_import(tpath("tk.npz"), out, &o), MOE_EFORMAT);
+			ck_assert_msg(strstr(moe_errmsg(), "layer_1.npy: 2 tokens: the other arrays have 3") !=
+				      NULL, "%s", moe_errmsg());
+			ck_assert(!exists(out));
+			write_npy(files[2], "<i4", "(2, 3, 2)", 0, sid, sizeof sid);
+		}
 		/* logits and ids in one file are refused */
 		{
 			const char *nm[2] = {"layer_0.npy", "ids_layer_0.npy"};
