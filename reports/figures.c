@@ -1245,6 +1245,17 @@ static enum moe_status fig_scaling(struct fig_ctx *c)
 
 struct eq_count { const json_t *other; int n; };
 
+struct key_find { const char *name; json_t *found; };
+
+static void key_leaf(void *user, const char *key, const char *text, json_t *v)
+{
+	struct key_find *f = user;
+
+	(void)text;
+	if (f->found == NULL && strcmp(last_key(key), f->name) == 0)
+		f->found = v;
+}
+
 static void eq_leaf(void *user, const char *key, const char *text, json_t *v)
 {
 	struct eq_count *e = user;
@@ -1259,6 +1270,13 @@ static void eq_leaf(void *user, const char *key, const char *text, json_t *v)
 		snprintf(part, sizeof part, "%.*s", (int)len, p);
 		o = json_is_object(o) ? json_object_get(o, part) : NULL;
 		p += len + (p[len] == '.');
+	}
+	/* Not at the same path: the same name anywhere ("top_k" of a profile
+	 * run against "routing.top_k" of a simulation). */
+	if (o == NULL) {
+		struct key_find f = {last_key(key), NULL};
+		report_json_leaves((json_t *)e->other, key_leaf, &f);
+		o = f.found;
 	}
 	if (o && json_equal(o, v) && !is_ignored_key(last_key(key)))
 		e->n++;
@@ -1286,7 +1304,8 @@ static enum moe_status fig_simmeas(struct fig_ctx *c)
 	sbuf_add(&dat, "# simmeas.dat: simulated against measured, one block per (profile run, "
 		 "sim run) pair of one model (the sim run sharing the most inputs)\n"
 		 "# quantity: a time metric both runs stored, or \"layer L phase\" for total_s of a "
-		 "layer both stored; error_pct = 100 * (simulated - measured) / measured\n"
+		 "layer both stored (or, for a profile run without layers, its metric total_s "
+		 "against the layer named by its inputs' \"layer\"); error_pct = 100 * (simulated - measured) / measured\n"
 		 "# columns: profile_run sim_run quantity measured_s simulated_s error_pct\n"
 		 "# units:   -           -       -        s          s           %%\n");
 	for (size_t i = 0; i < c->nruns; i++) {
@@ -1344,6 +1363,37 @@ static enum moe_status fig_simmeas(struct fig_ctx *c)
 				if (sv > hi) hi = sv;
 				break;
 			}
+		/* The profiler measures one layer's forward (metric total_s, the
+		 * layer in its inputs) and stores no layer rows: set it beside
+		 * the simulated time of that layer. */
+		{
+			const struct rmetric *tot = rrun_metric(p, "total_s");
+			json_t *lj = json_object_get(p->inputs, "layer");
+			if (p->nlayers == 0 && tot && tot->value > 0 && json_is_integer(lj)) {
+				int L = (int)json_integer_value(lj);
+				const struct rlayer *lrow = NULL;
+				for (size_t b = 0; b < s->nlayers; b++)
+					if (s->layers[b].layer == L &&
+					    (lrow == NULL || (s->layers[b].phase &&
+							      strcmp(s->layers[b].phase, "forward") == 0 &&
+							      !(lrow->phase &&
+								strcmp(lrow->phase, "forward") == 0))))
+						lrow = &s->layers[b];
+				if (lrow && lrow->v[RL_TOTAL] > 0) {
+					double mv = tot->value, sv = lrow->v[RL_TOTAL];
+					snprintf(buf, sizeof buf, "layer %d %s", L,
+						 lrow->phase ? lrow->phase : "");
+					sbuf_add(&blk, "%lld %lld %s " G " " G " %.6g\n", (long long)p->id,
+						 (long long)s->id, report_dat_str(buf, esc, sizeof esc), mv,
+						 sv, 100 * (sv - mv) / mv);
+					points++;
+					if (mv < lo) lo = mv;
+					if (sv < lo) lo = sv;
+					if (mv > hi) hi = mv;
+					if (sv > hi) hi = sv;
+				}
+			}
+		}
 		if (points == before) {
 			/* The pair shares nothing comparable. */
 			sbuf_release(&blk);
@@ -1378,9 +1428,9 @@ static enum moe_status fig_simmeas(struct fig_ctx *c)
 		 * do not print over each other. */
 		for (int k = 0; k < 2; k++)
 			sbuf_add(&plot, ", \\\n         \"simmeas.dat\" using ($4*SCALE):"
-				 "(int($0) %% 2 == %d ? $5*SCALE : NaN):"
+				 "(lab%d = lab%d + 1, lab%d %% 2 == %d ? $5*SCALE : NaN):"
 				 "(sprintf(\"%%s %%+.1f%%%%\", strcol(3), $6)) with labels left "
-				 "offset 1,%s font \",9\" notitle", k, k ? "-0.9" : "0.9");
+				 "offset 1,%s font \",9\" notitle", k, k, k, k, k ? "-0.9" : "0.9");
 	unit = time_unit(hi, &scale);
 	kv_set(&kv, "PLOT", "%s", plot.s ? plot.s : "");
 	kv_set(&kv, "SCALE", "%g", scale);
@@ -1405,7 +1455,138 @@ static enum moe_status fig_simmeas(struct fig_ctx *c)
 	return st;
 }
 
-/* ---- profiler stages and GFLOP/s ---- */
+/* ---- GFLOP/s against tokens per expert ---- */
+
+struct gpt { size_t run; const struct rstage *st; double tpe; int series; };
+
+static int gpt_cmp(const void *a, const void *b)
+{
+	const struct gpt *x = a, *y = b;
+
+	if (x->series != y->series)
+		return x->series - y->series;
+	if (x->tpe != y->tpe)
+		return x->tpe < y->tpe ? -1 : 1;
+	return (x->run > y->run) - (x->run < y->run);
+}
+
+/* Tokens per expert of a profile run: tokens x top_k / experts when the
+ * inputs name both (the profiler's do), else NAN. */
+static double tokens_per_expert(const struct rrun *r, double tokens)
+{
+	static const char *const k_names[] = {"top_k", "topk", NULL};
+	static const char *const e_names[] = {"experts", "num_experts", "n_experts", NULL};
+	struct xfind k = {k_names, NAN, 0}, e = {e_names, NAN, 0};
+
+	report_json_leaves(r->inputs, x_leaf, &k);
+	report_json_leaves(r->inputs, x_leaf, &e);
+	if (!k.found || !e.found || !(e.v > 0) || !(k.v > 0))
+		return NAN;
+	return tokens * k.v / e.v;
+}
+
+/* One line per stage name (per model, when the runs hold several), one
+ * point per run: profile runs at several token counts draw the curve. */
+static enum moe_status fig_gflops(struct fig_ctx *c, struct rrun *const *rs, size_t n)
+{
+	struct gpt *pt = NULL;
+	char *series[64];
+	size_t np = 0, cap = 0, nser = 0;
+	int all_tpe = 1, multi_model = !same_model(rs, n);
+	struct sbuf dat = {0}, plot = {0};
+	struct kv kv = {0};
+	double tmin = INFINITY, tmax = 0;
+	char esc[512], key[512];
+	enum moe_status st = MOE_OK;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < rs[i]->nstages; j++) {
+			const struct rstage *s = &rs[i]->stages[j];
+			int si;
+			if (!(s->gflops > 0) || !(s->tokens > 0))
+				continue;
+			snprintf(key, sizeof key, "%s%s%s%s", s->stage ? s->stage : "?",
+				 multi_model ? " (" : "", multi_model && rs[i]->model ? rs[i]->model : "",
+				 multi_model ? ")" : "");
+			si = str_index(series, nser, key);
+			if (si < 0) {
+				if (nser == 64 || (series[nser] = strdup(key)) == NULL)
+					continue;
+				si = (int)nser++;
+			}
+			if (np == cap) {
+				struct gpt *q = realloc(pt, (cap = cap ? 2 * cap : 32) * sizeof *q);
+				if (q == NULL) {
+					st = moe_error(MOE_ENOMEM, "out of memory");
+					goto out;
+				}
+				pt = q;
+			}
+			pt[np] = (struct gpt){i, s, tokens_per_expert(rs[i], s->tokens), si};
+			all_tpe &= isfinite(pt[np].tpe);
+			np++;
+		}
+	if (np == 0) {
+		st = skip(c, "GFLOP/s against tokens per expert: no stage row has gflops > 0 and "
+			  "tokens");
+		goto out;
+	}
+	/* Without top_k and experts in every run's inputs, x is plain tokens. */
+	for (size_t k = 0; k < np; k++) {
+		if (!all_tpe)
+			pt[k].tpe = pt[k].st->tokens;
+		if (pt[k].tpe > 0 && pt[k].tpe < tmin) tmin = pt[k].tpe;
+		if (pt[k].tpe > tmax) tmax = pt[k].tpe;
+	}
+	qsort(pt, np, sizeof *pt, gpt_cmp);
+	sbuf_add(&dat, "# gflops.dat: throughput of profiled stages against tokens per expert\n"
+		 "# one block (gnuplot index) per stage name, one row per run and stage with "
+		 "gflops > 0, sorted by tokens_per_expert; tokens_per_expert = tokens x top_k / "
+		 "experts from the run's inputs%s\n"
+		 "# columns: run stage tokens tokens_per_expert gflops median_s\n"
+		 "# units:   -   -     tokens tokens            GFLOP/s s\n",
+		 all_tpe ? "" : " (not in every run's inputs: here it is tokens)");
+	for (size_t k = 0; k < np; k++) {
+		const struct rrun *r = rs[pt[k].run];
+		if (k == 0 || pt[k].series != pt[k - 1].series) {
+			if (k)
+				sbuf_add(&dat, "\n\n");
+			sbuf_add(&dat, "# %s\n", series[pt[k].series]);
+			sbuf_add(&plot, "%s\"gflops.dat\" index %d using 4:5 with linespoints lt %d "
+				 "title \"%s\"", k ? ", \\\n         " : "", pt[k].series,
+				 pt[k].series % 8 + 1,
+				 report_gp_escape(series[pt[k].series], esc, sizeof esc));
+		}
+		sbuf_add(&dat, "%lld %s " G " " G " " G " " G "\n", (long long)r->id,
+			 report_dat_str(pt[k].st->stage, esc, sizeof esc), pt[k].st->tokens, pt[k].tpe,
+			 pt[k].st->gflops, pt[k].st->median_s);
+	}
+	kv_set(&kv, "PLOT", "%s", plot.s ? plot.s : "");
+	kv_set(&kv, "XLABEL", "%s", all_tpe ? "tokens per expert (tokens x top-k / experts)"
+					    : "tokens in the forward pass");
+	kv_set(&kv, "XLOG", "%s", tmin > 0 && tmax / tmin >= 8 ? "set logscale x 2"
+							    : "set xrange [0:*]");
+	kv_set(&kv, "BMARGIN", "%zu", 5 + (nser + 3) / 4);
+	kv_set(&kv, "W", "%d", 1000);
+	kv_set(&kv, "H", "%d", 600);
+	{
+		char title[512];
+		snprintf(title, sizeof title, "Profiled throughput against tokens per expert: %zu "
+			 "stage row%s of %zu run%s", np, np == 1 ? "" : "s", n, n == 1 ? "" : "s");
+		st = emit(c, "gflops", "gflops.gp", title, "Profiler GFLOP/s against tokens per "
+			  "expert, a line per stage", &dat, &kv);
+	}
+out:
+	for (size_t k = 0; k < nser; k++)
+		free(series[k]);
+	free(pt);
+	kv_release(&kv);
+	sbuf_release(&dat);
+	sbuf_release(&plot);
+	return st;
+}
+
+/* ---- profiler stages ---- */
 
 static enum moe_status fig_stages(struct fig_ctx *c)
 {
@@ -1429,12 +1610,14 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 	bw = 0.8 / (double)n;
 	sbuf_add(&dat, "# stages.dat: profiler stage times (moekit report)\n"
 		 "# one block per run (gnuplot index 0, 1, ...), blocks separated by two blank "
-		 "lines; x: the stage's position on the x axis\n"
+		 "lines; x: the stage's position on the x axis (-1: the stage \"total\", the whole "
+		 "forward, not drawn as a part)\n"
 		 "# columns: run x stage reps median_s p10_s p90_s min_s gflops tokens\n"
 		 "# units:   -   - -     -    s        s     s     s     GFLOP/s tokens\n");
 	for (size_t i = 0; i < n; i++) {
 		const struct rrun *r = rs[i];
 		char rt[512];
+		double total = NAN;
 		if (i > 0)
 			sbuf_add(&dat, "\n\n");
 		sbuf_add(&dat, "# run %lld: %s\n", (long long)r->id, run_desc(r, buf, sizeof buf));
@@ -1450,8 +1633,15 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 					 s->tokens);
 			else
 				snprintf(lbl, sizeof lbl, "%s", s->stage ? s->stage : "");
-			x = str_index(labels, nl, lbl);
-			if (x < 0 && nl < 256) {
+			/* The whole forward is not a part of it: kept in the data (x
+			 * -1), left out of the bars, named in the key. */
+			if (strcmp(lbl, "total") == 0) {
+				x = -1;
+				total = s->median_s;
+			} else {
+				x = str_index(labels, nl, lbl);
+			}
+			if (x < 0 && strcmp(lbl, "total") != 0 && nl < 256) {
 				labels[nl] = strdup(lbl);
 				if (labels[nl] == NULL) {
 					st = MOE_ENOMEM;
@@ -1465,10 +1655,17 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 			if (s->p90_s > maxt) maxt = s->p90_s;
 			if (s->median_s > maxt) maxt = s->median_s;
 		}
-		snprintf(rt, sizeof rt, "%s (%s)", rrun_title(r, esc, sizeof esc),
-			 run_desc(r, buf, sizeof buf));
-		sbuf_add(&plot, "%s\"stages.dat\" index %zu using ($2 + %g):($5*SCALE) with boxes lt %zu "
-			 "title \"%s\", \\\n         \"stages.dat\" index %zu using ($2 + %g):($6*SCALE):"
+		{
+			char tot[64] = "";
+			if (isfinite(total))
+				snprintf(tot, sizeof tot, ", total %.4g ms", total * 1e3);
+			snprintf(rt, sizeof rt, "%s (%s%s)", rrun_title(r, esc, sizeof esc),
+				 run_desc(r, buf, sizeof buf), tot);
+		}
+		sbuf_add(&plot, "%s\"stages.dat\" index %zu using ($2 >= 0 ? $2 + %g : NaN):($5*SCALE) "
+			 "with boxes lt %zu "
+			 "title \"%s\", \\\n         \"stages.dat\" index %zu using ($2 >= 0 ? $2 + %g : NaN):"
+			 "($6*SCALE):"
 			 "(0):(($7 - $6)*SCALE) with vectors heads size screen 0.006,90 "
 			 "lc rgb \"#222222\" lw 1.5 notitle",
 			 i ? ", \\\n         " : "", i, ((double)i - (double)(n - 1) / 2) * bw, i % 6 + 1,
@@ -1485,7 +1682,7 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 			for (size_t k = 0; k < nl; k++)
 				longest = strlen(labels[k]) > longest ? strlen(labels[k]) : longest;
 			/* Rotate when the labels would not fit side by side. */
-			sbuf_add(&xt, ")%s", nl * (longest + 1) > 60 ? " rotate by -30 left" : "");
+			sbuf_add(&xt, ")%s", nl * (longest + 1) > 90 ? " rotate by -30 left" : "");
 		}
 		unit = time_unit(maxt, &scale);
 		kv_set(&kv, "PLOT", "%s", plot.s ? plot.s : "");
@@ -1511,63 +1708,7 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 	if (st != MOE_OK)
 		return st;
 
-	/* GFLOP/s against tokens per expert. */
-	{
-		size_t npts = 0, series = 0;
-		double tmin = INFINITY, tmax = 0;
-		struct sbuf d2 = {0}, p2 = {0};
-		struct kv kv2 = {0};
-		sbuf_add(&d2, "# gflops.dat: throughput of profiled stages against tokens per expert\n"
-			 "# one block per run (gnuplot index 0, 1, ...); rows: the stage rows with both "
-			 "gflops and tokens stored, in store order\n"
-			 "# columns: run stage tokens gflops median_s\n"
-			 "# units:   -   -     tokens GFLOP/s s\n");
-		for (size_t i = 0; i < n; i++) {
-			const struct rrun *r = rs[i];
-			size_t here = 0;
-			for (size_t j = 0; j < r->nstages; j++) {
-				const struct rstage *s = &r->stages[j];
-				if (!s->has_gflops || !s->has_tokens || !(s->gflops > 0))
-					continue;
-				if (here == 0)
-					sbuf_add(&d2, "%s# run %lld\n", series ? "\n\n" : "",
-						 (long long)r->id);
-				sbuf_add(&d2, "%lld %s " G " " G " " G "\n", (long long)r->id,
-					 report_dat_str(s->stage, esc, sizeof esc), s->tokens, s->gflops,
-					 s->median_s);
-				here++;
-				if (s->tokens > 0 && s->tokens < tmin) tmin = s->tokens;
-				if (s->tokens > tmax) tmax = s->tokens;
-			}
-			if (here) {
-				char rt[512];
-				snprintf(rt, sizeof rt, "%s (%s)", rrun_title(r, esc, sizeof esc),
-					 run_desc(r, buf, sizeof buf));
-				sbuf_add(&p2, "%s\"gflops.dat\" index %zu using 3:4 with linespoints lt %zu "
-					 "title \"%s\"", series ? ", \\\n         " : "", series,
-					 series % 6 + 1, report_gp_escape(rt, esc, sizeof esc));
-				series++;
-				npts += here;
-			}
-		}
-		if (npts == 0) {
-			st = skip(c, "GFLOP/s against tokens per expert: no stage row has both gflops "
-				  "and tokens");
-		} else {
-			kv_set(&kv2, "PLOT", "%s", p2.s);
-			kv_set(&kv2, "XLOG", "%s", tmin > 0 && tmax / tmin >= 8 ? "set logscale x 2"
-										: "set xrange [0:*]");
-			kv_set(&kv2, "BMARGIN", "%zu", 5 + series);
-			kv_set(&kv2, "W", "%d", 1000);
-			kv_set(&kv2, "H", "%d", 600);
-			st = emit(c, "gflops", "gflops.gp", "Profiled throughput against tokens per expert",
-				  "Profiler GFLOP/s against tokens per expert", &d2, &kv2);
-		}
-		kv_release(&kv2);
-		sbuf_release(&d2);
-		sbuf_release(&p2);
-	}
-	return st;
+	return fig_gflops(c, rs, n);
 }
 
 enum moe_status report_figures_write(struct fig_ctx *c)

@@ -87,7 +87,8 @@ void report_result_release(struct report_result *res);
  * thread (tid) per track (each GPU, each link), complete events ("ph":"X")
  * with microsecond timestamps, and process/thread name metadata.  A run
  * with no spans (a profile run) gets its stages as consecutive spans on one
- * track, each its median time long.  Link utilization samples become
+ * track, each its median time long (a stage named "total", the profiler's
+ * whole forward, is left out).  Link utilization samples become
  * counter events ("ph":"C").  Written to a temporary name and renamed.
  * Returns MOE_OK; MOE_ENOTFOUND for an unknown run; MOE_EINVAL when the run
  * is not done or has neither spans nor stages; MOE_EIO on a write error.

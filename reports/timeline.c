@@ -102,13 +102,18 @@ enum moe_status report_timeline_write(struct store *db, int64_t id, const char *
 			nx++;
 		}
 	} else {
-		/* A profile run: its stages one after another, each its median long. */
+		/* A profile run: its stages one after another, each its median
+		 * long; "total" (the profiler's whole forward) is all of them and
+		 * goes into the process name instead. */
 		double t = 0;
 		json_array_append_new(ev, meta_event("thread_name", pid, 1, "name",
 						     json_string("profile stages (median times)")));
 		for (size_t i = 0; i < r.nstages; i++) {
 			const struct rstage *s = &r.stages[i];
-			json_t *e = x_event(s->stage, "stage", pid, 1, t, s->median_s), *args;
+			json_t *e, *args;
+			if (s->stage && strcmp(s->stage, "total") == 0)
+				continue;
+			e = x_event(s->stage, "stage", pid, 1, t, s->median_s);
 			args = json_object();
 			json_object_set_new(args, "reps", json_integer(s->reps));
 			json_object_set_new(args, "p10_s", json_real(s->p10_s));

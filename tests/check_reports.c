@@ -10,10 +10,11 @@
  *   1 sim  mixtral-8x7b on dgx-h100, ep 8, top-2 softmax    (label top-2)
  *   2 sim  mixtral-8x7b on dgx-h100, ep 8, top-1 softmax    (label top-1)
  *   3 sim  mixtral-8x7b on dgx-h100, ep 16 (2 nodes), top-2 (label ep16)
- *   4 profile mixtral-8x7b: stages, one layer, layer_time_s
+ *   4 profile mixtral-8x7b, 4096 tokens: stages, expert loads, total_s
  *   5 sim  olmoe-1b-7b, a label full of gnuplot specials
  *   6 failed run
  *   7 running run (never finished)
+ *   8, 9 profile runs as 4 with 1024 and 256 tokens
  */
 #include "config.h"
 #include "reports/report.h"
@@ -137,10 +138,52 @@ static int64_t begin(struct store *db, const char *kind, const char *label, cons
 {
 	int64_t id;
 	struct store_run_meta m = {.kind = kind, .label = label, .model = model,
-				   .cluster = strcmp(kind, "sim") == 0 ? "dgx-h100" : "this machine",
+				   .cluster = strcmp(kind, "sim") == 0 ? "dgx-h100" : NULL,
 				   .inputs_json = inputs, .seed = 42};
 	OK(store_run_begin(db, &m, &id));
 	return id;
+}
+
+/* A profile run as `moekit profile` writes it: the stages of one layer's
+ * forward (the whole of it as "total"), GFLOP/s on the GEMM stages, the
+ * expert loads of layer 0, metrics; no layer rows.  scale multiplies the
+ * times of the 4096-token run. */
+static void add_profile(struct store *db, int tokens, double scale)
+{
+	static const struct {
+		const char *stage;
+		double median_s, gflops_4096;
+	} st[] = {
+		{"router", 0.00031, 866}, {"routing", 0.00022, 0}, {"permute", 0.00018, 0},
+		{"gate_up", 0.0072, 2100.5}, {"activation", 0.0006, 0}, {"down", 0.0037, 2044.25},
+		{"combine", 0.00027, 0}, {"total", 0.0125, 1850},
+	};
+	char inputs[512], label[64];
+	int64_t id;
+
+	snprintf(inputs, sizeof inputs,
+		 "{\"model\":\"mixtral-8x7b\",\"layer\":0,\"hidden\":4096,\"ffn\":14336,"
+		 "\"experts\":8,\"top_k\":2,\"router\":\"softmax_topk\",\"tokens\":%d,"
+		 "\"threads\":16,\"reps\":20}", tokens);
+	snprintf(label, sizeof label, "cpu %d tokens", tokens);
+	id = begin(db, "profile", label, "mixtral-8x7b", inputs);
+	for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
+		struct store_stage_row r = {st[i].stage, 20, st[i].median_s * scale,
+					    st[i].median_s * scale * 0.96, st[i].median_s * scale * 1.08,
+					    st[i].median_s * scale * 0.94,
+					    /* smaller GEMMs run slower */
+					    st[i].gflops_4096 * (scale > 0.5 ? 1 : scale > 0.2 ? 0.8 : 0.55),
+					    tokens};
+		OK(store_stage_add(db, id, &r));
+	}
+	for (int e = 0; e < 8; e++)
+		OK(store_expert_add(db, id, &(struct store_expert_row){0, e, 0,
+			tokens / 4.0 + (e % 3 - 1) * tokens / 64.0, 0}));
+	OK(store_metric_add(db, id, "gflops", 1850 * (scale > 0.5 ? 1 : scale > 0.2 ? 0.8 : 0.55),
+			    "GFLOP/s"));
+	OK(store_metric_add(db, id, "total_s", 0.0125 * scale, "s"));
+	OK(store_metric_add(db, id, "dropped", 0, "1"));
+	OK(store_run_done(db, id, NULL));
 }
 
 static void make_store(const char *path)
@@ -169,29 +212,7 @@ static void make_store(const char *path)
 	add_sim(db, id, 2, 16, 1.25);
 	OK(store_run_done(db, id, NULL));
 
-	id = begin(db, "profile", "cpu blas", "mixtral-8x7b",
-		   "{\"model\":\"mixtral-8x7b\",\"plan\":{\"ep\":8,\"tokens_per_gpu\":4096},"
-		   "\"routing\":{\"top_k\":2,\"policy\":\"softmax_topk\"},\"backend\":\"cpu\"}");
-	{
-		static const struct store_stage_row st[] = {
-			{"router", 20, 0.00031, 0.00029, 0.00035, 0.00028, 0, 4096},
-			{"permute", 20, 0.00022, 0.00020, 0.00026, 0.00019, 0, 4096},
-			{"experts_t128", 20, 0.00095, 0.00090, 0.00104, 0.00088, 1850.5, 128},
-			{"experts_t512", 20, 0.0031, 0.0030, 0.0034, 0.0029, 2270.25, 512},
-			{"experts_t2048", 20, 0.0112, 0.0109, 0.0118, 0.0107, 2511.75, 2048},
-			{"combine", 20, 0.00027, 0.00025, 0.00030, 0.00024, 0, 4096},
-		};
-		for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
-			OK(store_stage_add(db, id, &st[i]));
-		}
-		OK(store_layer_add(db, id, &(struct store_layer_row){
-			.layer = 0, .phase = "forward", .compute_s = 0.0047, .other_s = 0.0008,
-			.total_s = 0.0055, .tokens = 8192}));
-		OK(store_metric_add(db, id, "layer_time_s", 0.0055, "s"));
-		OK(store_metric_add(db, id, "step_time_s", 0.0241, "s"));
-	}
-	OK(store_run_done(db, id, NULL));
-
+	add_profile(db, 4096, 1.0);
 	id = begin(db, "sim", "say \"top_2\" \\ 50% {x}^2 @NAME@", "olmoe-1b-7b",
 		   "{\"model\":\"olmoe-1b-7b\",\"plan\":{\"ep\":8},\"routing\":{\"top_k\":8}}");
 	add_sim(db, id, 8, 8, 0.5);
@@ -204,6 +225,11 @@ static void make_store(const char *path)
 	OK(store_open(path, STORE_WRITE, &db));
 	id = begin(db, "sim", "crashed", "mixtral-8x7b", NULL);
 	store_close(db); /* left 'running' */
+
+	OK(store_open(path, STORE_WRITE, &db));
+	add_profile(db, 1024, 0.3);
+	add_profile(db, 256, 0.1);
+	store_close(db);
 }
 
 static char dbpath[512];
@@ -270,8 +296,8 @@ END_TEST
 static const char *const expected_figs[] = {
 	"breakdown", "timeline_run1", "timeline_run2", "timeline_run3", "timeline_run5",
 	"links_run1", "links_run2", "links_run3", "links_run5", "experts_run1", "experts_run2",
-	"experts_run3", "experts_run5", "gpus", "routing", "scaling", "simmeas", "stages",
-	"gflops", NULL,
+	"experts_run3", "experts_run4", "experts_run5", "experts_run8", "experts_run9", "gpus",
+	"routing", "scaling", "simmeas", "stages", "gflops", NULL,
 };
 
 START_TEST(test_report_no_gnuplot)
@@ -302,7 +328,7 @@ START_TEST(test_report_no_gnuplot)
 		snprintf(n, sizeof n, "%s.dat", expected_figs[i]);
 		ck_assert_msg(exists(out, n), "%s not written", n);
 	}
-	ck_assert_uint_eq(r.nfigures, 19);
+	ck_assert_uint_eq(r.nfigures, 22);
 	ck_assert_uint_eq(r.nskipped, 0);
 	ck_assert_int_eq(exists(out, "index.html"), 0);
 	ck_assert_int_eq(exists(out, "breakdown.png"), 0);
@@ -327,9 +353,10 @@ START_TEST(test_report_subset_skips)
 	snprintf(out, sizeof out, "%s/prof", tmpdir);
 	o.out_dir = out;
 	OK(report_write(db, ids, 1, &o, &r));
-	/* A profile run alone: breakdown, stages, gflops; the rest skipped with why. */
+	/* A profile run alone: expert loads, stages, gflops; the rest skipped
+	 * with why. */
 	ck_assert_uint_eq(r.nfigures, 3);
-	ck_assert_str_eq(r.figures[0], "breakdown");
+	ck_assert_str_eq(r.figures[0], "experts_run4");
 	ck_assert_str_eq(r.figures[1], "stages");
 	ck_assert_str_eq(r.figures[2], "gflops");
 	for (size_t i = 0; i < r.nskipped; i++) {
@@ -523,9 +550,10 @@ START_TEST(test_timeline)
 	ck_assert_double_eq_tol(end_max, 10050, 1e-6);
 	json_decref(root);
 
-	/* A profile run: stages back to back on one track. */
+	/* A profile run: its stages back to back on one track, without
+	 * "total", which is all of them. */
 	OK(report_timeline_write(db, 4, path, &nev));
-	ck_assert_uint_eq(nev, 6);
+	ck_assert_uint_eq(nev, 7);
 	ck_assert_ptr_nonnull(root = json_load_file(path, 0, &err));
 	{
 		double t = 0;
@@ -535,8 +563,8 @@ START_TEST(test_timeline)
 			ck_assert_double_eq_tol(json_number_value(json_object_get(e, "ts")), t, 1e-9);
 			t += json_number_value(json_object_get(e, "dur"));
 		}
-		/* 0.31 + 0.22 + 0.95 + 3.1 + 11.2 + 0.27 ms */
-		ck_assert_double_eq_tol(t, 16050, 1e-6);
+		/* 0.31 + 0.22 + 0.18 + 7.2 + 0.6 + 3.7 + 0.27 ms */
+		ck_assert_double_eq_tol(t, 12480, 1e-6);
 	}
 	json_decref(root);
 

@@ -18,6 +18,8 @@ set key inside left top vertical Left reverse box opaque
 do for [fmt in formats] {
     eval term(fmt, @W@, @H@)
     set output "@NAME@." . fmt
+    # Point labels alternate above and below (counters over all rows).
+    lab0 = 0; lab1 = 0
     plot x title "y = x (exact)" lt 8 lw 1, \
          1.2*x title "+-20 %" lt 7 dt 2 lw 1, 0.8*x notitle lt 7 dt 2 lw 1, \
          @PLOT@

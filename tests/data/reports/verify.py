@@ -264,14 +264,23 @@ def figures(dbpath, out, formats, only):
                 "WHERE run_id = ? ORDER BY rowid", (rid,))]
             expect_rows("stages.dat", got, want_rows, f"run {rid}")
     if "gflops" in names:
-        got = [[t[1], num(t[2]), num(t[3]), num(t[4])]
-               for blk in read_dat(os.path.join(out, "gflops.dat")) for t in blk]
-        want_rows = []
+        got, want_rows = [], []
+        for blk in read_dat(os.path.join(out, "gflops.dat")):
+            xs = [num(t[3]) for t in blk]
+            if xs != sorted(xs):
+                fail("gflops.dat: a block is not sorted by tokens per expert")
+            if len({t[1] for t in blk}) != 1:
+                fail("gflops.dat: a block mixes stages")
+            got += [[int(t[0]), t[1], num(t[2]), num(t[3]), num(t[4]), num(t[5])] for t in blk]
         for rid in ids:
-            want_rows += [list(r) for r in db.execute(
-                "SELECT stage, tokens, gflops, median_s FROM stages WHERE run_id = ? AND "
-                "gflops > 0 ORDER BY rowid", (rid,))]
-        expect_rows("gflops.dat", got, want_rows, "stage rows with GFLOP/s")
+            inp = json.loads(db.execute("SELECT inputs FROM runs WHERE id = ?",
+                                        (rid,)).fetchone()[0])
+            for st, tok, gf, med in db.execute(
+                    "SELECT stage, tokens, gflops, median_s FROM stages WHERE run_id = ? AND "
+                    "gflops > 0 AND tokens > 0 ORDER BY rowid", (rid,)):
+                tpe = tok * inp["top_k"] / inp["experts"] if "top_k" in inp else tok
+                want_rows.append([rid, st, tok, tpe, gf, med])
+        expect_rows("gflops.dat", sorted(got), sorted(want_rows), "stage rows with GFLOP/s")
 
     def sums(rid):
         return db.execute(
@@ -319,7 +328,16 @@ def figures(dbpath, out, formats, only):
                         get = lambda rid: db.execute(
                             "SELECT total_s FROM layers WHERE run_id = ? AND layer = ? AND "
                             "phase = ?", (rid, int(layer), phase)).fetchone()[0]
-                        mv, sv = get(p), get(s)
+                        sv = get(s)
+                        if has("layers", p):
+                            mv = get(p)
+                        else:
+                            # a profile run: its one layer's forward, total_s
+                            mv = metric(p, "total_s")
+                            if json.loads(db.execute("SELECT inputs FROM runs WHERE id = ?",
+                                                     (p,)).fetchone()[0]).get("layer") != \
+                                    int(layer):
+                                fail(f"simmeas.dat: run {p} measured another layer than {q}")
                     else:
                         mv, sv = metric(p, q), metric(s, q)
                     expect_rows("simmeas.dat", [[num(t[3]), num(t[4])]], [[mv, sv]], q)
@@ -377,7 +395,7 @@ def timeline(dbpath, rid, path):
         expect_rows(path, [list(g) for g in got], [list(w) for w in want], "spans")
     else:
         stages = list(db.execute("SELECT stage, median_s FROM stages WHERE run_id = ? "
-                                 "ORDER BY rowid", (rid,)))
+                                 "AND stage != 'total' ORDER BY rowid", (rid,)))
         t1 = sum(s[1] for s in stages)
         t = 0.0
         if len(xs) != len(stages):
