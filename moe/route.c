@@ -511,6 +511,24 @@ static void limit_sets(struct moe_route_workspace *w, float *key, const int *set
 	float *best = w->set_best;
 	int kept = 0;
 
+	if (!set_of && topn <= 2) {
+		/* contiguous groups, the top 1 or 2 (DeepSeek): without branches */
+		for (int s = 0; s < nsets; s++) {
+			const float *x = key + (size_t)s * (size_t)block;
+			float b1 = -INFINITY, b2 = -INFINITY;
+
+			for (int j = 0; j < block; j++) {
+				const float v = x[j], lo = v < b1 ? v : b1;
+
+				b1 = v > b1 ? v : b1;
+				b2 = lo > b2 ? lo : b2;
+			}
+			/* a float sum is correctly rounded, as the double sum cast */
+			w->set_score[s] = topn == 1 || b2 == -INFINITY ? b1 : b1 + b2;
+			w->set_keep[s] = 0;
+		}
+		goto choose;
+	}
 	for (int s = 0; s < nsets; s++)
 		w->set_cnt[s] = 0;
 	for (int i = 0; i < e; i++) {
@@ -546,6 +564,7 @@ static void limit_sets(struct moe_route_workspace *w, float *key, const int *set
 		w->set_score[s] = w->set_cnt[s] ? (float)sum : -INFINITY;
 		w->set_keep[s] = 0;
 	}
+choose:
 	/* pick the keep best: repeated arg-max, fine for the few groups/nodes */
 	while (kept < keep) {
 		int b = -1;
@@ -558,12 +577,16 @@ static void limit_sets(struct moe_route_workspace *w, float *key, const int *set
 		w->set_keep[b] = 1;
 		kept++;
 	}
-	for (int i = 0; i < e; i++) {
-		int s = set_of ? set_of[i] : i / block;
-
-		if (!w->set_keep[s])
-			key[i] = -INFINITY;
+	if (!set_of) {
+		for (int s = 0; s < nsets; s++)
+			if (!w->set_keep[s])
+				for (int j = 0; j < block; j++)
+					key[(size_t)s * (size_t)block + (size_t)j] = -INFINITY;
+		return;
 	}
+	for (int i = 0; i < e; i++)
+		if (!w->set_keep[set_of[i]])
+			key[i] = -INFINITY;
 }
 
 /* exp(x) in float32 for the weights and probabilities: Cody-Waite range
