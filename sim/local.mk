@@ -16,3 +16,7 @@ tests_check_sim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_sim_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) \
 	$(BLAS_LIBS) -lm
 endif
+
+moekit_SOURCES += cli/cmd_net.c
+TESTS += tests/sim_net.sh
+EXTRA_DIST += tests/sim_net.sh tests/data/sim/two-into-one.txt
