@@ -732,6 +732,9 @@ static enum moe_status np_open_group(struct npimport *m, const struct group *g, 
 	}
 	if ((st = npy_header(s, &h)) != MOE_OK)
 		return st;
+	if (h.kind != a->kind || h.size != a->size || h.ndim != (m->stacked ? 3 : 2) ||
+	    h.shape[h.ndim - 1] != X || h.shape[h.ndim - 2] != m->T)
+		MOE_FAIL(MOE_EFORMAT, "%s: the array changed while it was imported", what);
 	skip = g->sub * m->T * X * (uint64_t)a->size;
 	if (skip > 0) {
 		if (s->f != NULL) {
@@ -1463,6 +1466,14 @@ static enum moe_status text_import(const char *in, const char *out,
 		}
 		if (eof)
 			break;
+		/* The file is read twice: refuse one that changed in between. */
+		if (r.rank >= R || (s.counts && r.expert >= E) ||
+		    (!s.counts && (r.nids != k || (r.nw > 0) != has_w || r.nlg != E_lg)) ||
+		    (!first && rec_cmp(r.step, r.layer, ps, pl) < 0)) {
+			st = moe_error(MOE_EFORMAT, "%s:%ld: the file changed while it was imported", in,
+				       s.lineno);
+			goto out;
+		}
 		if (s.counts) {
 			/* Rows of the same cell add up. */
 			counts[(size_t)r.rank * E + r.expert] += r.tokens;
