@@ -46,6 +46,10 @@ static const char usage_text[] =
 	"  --layer-corr P         0..1: probability that a token's first expert at a\n"
 	"                         layer is fixed by its first expert at the layer before\n"
 	"                         (a per-layer permutation; default 0)\n"
+	"  --layer-matrix FILE    with --layer-corr: draw that expert from measured joint\n"
+	"                         counts instead: CSV lines whose last three fields are\n"
+	"                         expert_a,expert_b,count (a header line is skipped), e.g.\n"
+	"                         grep '^olmoe-1b-7b,arxiv,0,7,' crosslayer_counts.csv\n"
 	"  --capacity-factor C    route with this capacity factor (tokens dropped)\n"
 	"Output:\n"
 	"  -o, --output FILE      the trace (written to FILE.tmp.PID, then renamed)\n"
@@ -200,6 +204,70 @@ out:
 	return rc;
 }
 
+/* ---- --layer-matrix ---- */
+
+/* Reads FILE (last three fields of each line: expert_a,expert_b,count) into
+ * a new [E x E] matrix; prints the error and returns NULL on failure. */
+static double *read_matrix(const char *path, uint32_t experts)
+{
+	FILE *f = fopen(path, "r");
+	double *m;
+	char line[1024];
+	long lineno = 0, used = 0;
+
+	if (!f) {
+		fprintf(stderr, "moekit " CMD ": --layer-matrix %s: cannot open\n", path);
+		return NULL;
+	}
+	m = calloc((size_t)experts * experts, sizeof *m);
+	if (!m) {
+		fclose(f);
+		fprintf(stderr, "moekit " CMD ": out of memory\n");
+		return NULL;
+	}
+	while (fgets(line, sizeof line, f)) {
+		char *p = line + strlen(line);
+		int commas = 0;
+		long a, b;
+		double c;
+
+		lineno++;
+		while (p > line && commas < 3)
+			if (*--p == ',' && ++commas == 3)
+				p++;
+		if (commas < 2 || line[0] == '\n') {
+			if (lineno == 1)
+				continue;
+			goto bad;
+		}
+		if (commas < 3)
+			p = line;
+		if (sscanf(p, "%ld,%ld,%lf", &a, &b, &c) != 3) {
+			if (lineno == 1)
+				continue; /* a header */
+			goto bad;
+		}
+		if (a < 0 || b < 0 || a >= (long)experts || b >= (long)experts || !(c >= 0))
+			goto bad;
+		m[(size_t)a * experts + (size_t)b] += c;
+		used++;
+	}
+	fclose(f);
+	if (!used) {
+		fprintf(stderr, "moekit " CMD ": --layer-matrix %s: no expert_a,expert_b,count lines\n",
+			path);
+		free(m);
+		return NULL;
+	}
+	return m;
+bad:
+	fprintf(stderr, "moekit " CMD ": %s:%ld: expected expert_a,expert_b,count with experts "
+		"below %u and a count >= 0 as the last three fields\n", path, lineno, experts);
+	fclose(f);
+	free(m);
+	return NULL;
+}
+
 /* ---- bar ---- */
 
 static void progress_cb(void *user, unsigned long long done, unsigned long long total,
@@ -212,7 +280,7 @@ int cmd_trace_gen(int argc, char **argv)
 {
 	enum { O_LAYERS = 256, O_EXPERTS, O_TOPK, O_RANKS, O_TPR, O_STEPS, O_SEED, O_ZIPF,
 	       O_DRIFT, O_SKEW, O_CORR, O_CF, O_LOGITS, O_COUNTS, O_ZSTD, O_FIT, O_FORMAT,
-	       O_MODEL };
+	       O_MODEL, O_MATRIX };
 	static const struct option opts[] = {
 		{"model", required_argument, NULL, O_MODEL},
 		{"layers", required_argument, NULL, O_LAYERS},
@@ -226,6 +294,7 @@ int cmd_trace_gen(int argc, char **argv)
 		{"drift", required_argument, NULL, O_DRIFT},
 		{"rank-skew", required_argument, NULL, O_SKEW},
 		{"layer-corr", required_argument, NULL, O_CORR},
+		{"layer-matrix", required_argument, NULL, O_MATRIX},
 		{"capacity-factor", required_argument, NULL, O_CF},
 		{"logits", no_argument, NULL, O_LOGITS},
 		{"counts", no_argument, NULL, O_COUNTS},
@@ -240,7 +309,8 @@ int cmd_trace_gen(int argc, char **argv)
 	struct trace_gen_opts go;
 	struct moe_model m;
 	struct moe_route_policy pol;
-	const char *model = NULL, *out = NULL, *fit_path = NULL;
+	const char *model = NULL, *out = NULL, *fit_path = NULL, *matrix_path = NULL;
+	double *matrix = NULL;
 	long layers = 0, experts = 0, top_k = 0, v, seed = 1, zstd = 0;
 	double cf = -1;
 	enum cli_format fmt = CLI_FORMAT_TABLE;
@@ -302,6 +372,7 @@ int cmd_trace_gen(int argc, char **argv)
 			if (!cli_parse_double(CMD, "--layer-corr", optarg, 0, 1, &go.layer_corr))
 				return 2;
 			break;
+		case O_MATRIX: matrix_path = optarg; break;
 		case O_CF:
 			if (!cli_parse_double(CMD, "--capacity-factor", optarg, 0, 1000, &cf))
 				return 2;
@@ -356,9 +427,17 @@ int cmd_trace_gen(int argc, char **argv)
 		return cli_fail(CMD, st);
 	go.policy = &pol;
 	go.zstd_level = (int)zstd;
+	if (matrix_path) {
+		if (go.layer_corr <= 0)
+			return cli_usage(CMD, "--layer-matrix needs --layer-corr P > 0");
+		if (!(matrix = read_matrix(matrix_path, go.experts)))
+			return 1;
+		go.layer_matrix = matrix;
+	}
 	snprintf(go.model, sizeof go.model, "%s", m.name);
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
 	if (!rng) {
+		free(matrix);
 		fprintf(stderr, "moekit " CMD ": out of memory\n");
 		return 1;
 	}
@@ -367,6 +446,7 @@ int cmd_trace_gen(int argc, char **argv)
 	st = trace_gen_write(&go, rng, out, &prog);
 	cli_bar_done(&bar);
 	gsl_rng_free(rng);
+	free(matrix);
 	if (st != MOE_OK)
 		return cli_fail(CMD, st);
 	rc = 0;

@@ -217,6 +217,58 @@ START_TEST(layer_correlation)
 }
 END_TEST
 
+START_TEST(layer_matrix)
+{
+	/* rho = 1 and a matrix: expert a at layer 0 goes on to a + 1 (mod E)
+	 * with weight 3, to a with weight 1; row 5 is empty: no following */
+	enum { E = 8, T = 20000 };
+	struct trace_gen_opts o;
+	struct trace_reader *rd;
+	const struct trace_chunk *c;
+	double m[E * E] = {0};
+	int32_t *first0 = malloc(T * sizeof *first0);
+	size_t t0 = 0, t1 = 0, next = 0, same = 0, from = 0;
+
+	for (int a = 0; a < E; a++)
+		if (a != 5) {
+			m[a * E + (a + 1) % E] = 3;
+			m[a * E + a] = 1;
+		}
+	trace_gen_opts_init(&o);
+	o.layers = 2;
+	o.experts = E;
+	o.top_k = 2;
+	o.tokens_per_rank = T;
+	o.layer_corr = 1;
+	o.layer_matrix = m;
+	gen_ok(&o, 12, tmp_path("m.moetrace"));
+	ck_assert_int_eq(trace_reader_open(tmp_path("m.moetrace"), &rd), MOE_OK);
+	while (trace_reader_next(rd, &c) == MOE_OK && c)
+		for (size_t t = 0; t < c->n; t++) {
+			if (c->layer == 0) {
+				first0[t0++] = c->ids[t * 2];
+				continue;
+			}
+			{
+				int32_t a = first0[t1++], b = c->ids[t * 2];
+
+				if (a == 5)
+					continue;
+				from++;
+				next += b == (a + 1) % E;
+				same += b == a;
+			}
+		}
+	trace_reader_close(rd);
+	ck_assert_uint_eq(next + same, from);
+	ck_assert_double_eq_tol((double)next / from, 0.75, 0.015);
+	m[3] = -1;
+	ck_assert_int_eq(trace_gen_write(&o, NULL, tmp_path("m2.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "layer matrix [0][3]"));
+	free(first0);
+}
+END_TEST
+
 START_TEST(rank_skew)
 {
 	/* sigma = 1: each rank uses its own permutation of pi; sigma = 0 all
@@ -902,6 +954,7 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, zipf_first_choice);
 	tcase_add_test(c, same_seed_same_bytes);
 	tcase_add_test(c, layer_correlation);
+	tcase_add_test(c, layer_matrix);
 	tcase_add_test(c, rank_skew);
 	tcase_add_test(c, drift_moves_hot_experts);
 	tcase_add_test(c, counts_level);

@@ -84,5 +84,16 @@ grep -q "does not divide" "$work/err" || fail "ep message"
 $M trace reroute "$work/a.moetrace" --top-k 1 --policy nonsense -o "$work/x.moetrace" 2> /dev/null
 [ $? -eq 2 ] || fail "unknown policy: exit status"
 ls "$work" | grep -q '^x\.moetrace' && fail "partial output left"
+printf 'expert_a,expert_b,count\n0,1,5\n1,0,5\n' > "$work/m.csv"
+$M trace gen --model mixtral-8x7b --layers 2 --layer-corr 1 --layer-matrix "$work/m.csv" -q \
+	-o "$work/m.moetrace" || fail "layer matrix"
+printf 'expert_a,expert_b,count\n0,8,5\n' > "$work/mbad.csv"
+$M trace gen --model mixtral-8x7b --layers 2 --layer-corr 1 --layer-matrix "$work/mbad.csv" \
+	-o "$work/x.moetrace" 2> "$work/err"
+[ $? -eq 1 ] || fail "bad layer matrix: exit status"
+grep -q "mbad.csv:2:" "$work/err" || fail "layer matrix message: $(cat "$work/err")"
+$M trace gen --model mixtral-8x7b --layer-matrix "$work/m.csv" -o "$work/x.moetrace" 2> /dev/null
+[ $? -eq 2 ] || fail "--layer-matrix without --layer-corr: exit status"
+ls "$work" | grep -q '^x\.moetrace' && fail "partial output left"
 echo "tracegen_e2e: ok"
 exit 0

@@ -60,6 +60,12 @@ static enum moe_status check_opts(const struct trace_gen_opts *o)
 	if (!(o->layer_corr >= 0 && o->layer_corr <= 1))
 		MOE_FAIL(MOE_EINVAL, "trace gen: layer correlation %g: expected 0 to 1",
 			 o->layer_corr);
+	if (o->layer_matrix)
+		for (size_t x = 0; x < (size_t)o->experts * o->experts; x++)
+			if (!(o->layer_matrix[x] >= 0) || !isfinite(o->layer_matrix[x]))
+				MOE_FAIL(MOE_EINVAL, "trace gen: layer matrix [%zu][%zu] = %g: expected a "
+					 "finite weight >= 0", x / o->experts, x % o->experts,
+					 o->layer_matrix[x]);
 	if (o->counts && o->logits)
 		MOE_FAIL(MOE_EINVAL, "trace gen: a count-level trace cannot hold logits");
 	if (o->policy && ((uint32_t)o->policy->experts != o->experts ||
@@ -107,6 +113,7 @@ struct gen {
 	uint32_t *ranks;   /* [T] */
 	int32_t *prev;     /* [R x T] first choice at the previous layer */
 	uint64_t *counts;  /* [R x E] */
+	gsl_ran_discrete_t **rows; /* [E] the layer matrix's rows, NULL where all zero */
 };
 
 static void gen_free(struct gen *g)
@@ -124,6 +131,10 @@ static void gen_free(struct gen *g)
 	free(g->ranks);
 	free(g->prev);
 	free(g->counts);
+	if (g->rows)
+		for (size_t i = 0; i < g->e; i++)
+			gsl_ran_discrete_free(g->rows[i]);
+	free(g->rows);
 }
 
 static int gen_alloc(struct gen *g, const struct trace_gen_opts *o)
@@ -147,8 +158,24 @@ static int gen_alloc(struct gen *g, const struct trace_gen_opts *o)
 	g->ranks = malloc(g->t * sizeof *g->ranks);
 	g->prev = malloc(g->r * g->t * sizeof *g->prev);
 	g->counts = malloc(g->r * g->e * sizeof *g->counts);
-	return g->pi && g->perm && g->rank_perm && g->follow && g->alpha && g->theta && g->logpi &&
-	       g->logits && g->ids && g->weights && g->ranks && g->prev && g->counts;
+	if (!(g->pi && g->perm && g->rank_perm && g->follow && g->alpha && g->theta && g->logpi &&
+	      g->logits && g->ids && g->weights && g->ranks && g->prev && g->counts))
+		return 0;
+	if (o->layer_matrix) {
+		g->rows = calloc(g->e, sizeof *g->rows);
+		if (!g->rows)
+			return 0;
+		for (size_t a = 0; a < g->e; a++) {
+			const double *row = o->layer_matrix + a * g->e;
+			double sum = 0;
+
+			for (size_t b = 0; b < g->e; b++)
+				sum += row[b];
+			if (sum > 0 && !(g->rows[a] = gsl_ran_discrete_preproc(g->e, row)))
+				return 0;
+		}
+	}
+	return 1;
 }
 
 static void identity(size_t *p, size_t n)
@@ -242,11 +269,20 @@ enum moe_status trace_gen_write(const struct trace_gen_opts *o, gsl_rng *rng, co
 						float *lt = g.logits + t * g.e, mx = lt[0];
 						int follows = gsl_rng_uniform(rng) < o->layer_corr;
 
+						size_t to;
+
 						if (!follows || prev[t] < 0)
 							continue;
+						if (g.rows) {
+							if (!g.rows[prev[t]])
+								continue;
+							to = gsl_ran_discrete(rng, g.rows[prev[t]]);
+						} else {
+							to = g.follow[l * g.e + (size_t)prev[t]];
+						}
 						for (size_t i = 1; i < g.e; i++)
 							mx = lt[i] > mx ? lt[i] : mx;
-						lt[g.follow[l * g.e + (size_t)prev[t]]] = mx + 1;
+						lt[to] = mx + 1;
 					}
 				if ((st = moe_route_batch(&pol, ws, g.logits, g.t, &ro)) != MOE_OK)
 					goto out;

@@ -28,10 +28,15 @@
  *    "follows": its first choice is forced to f_l(e), e its first choice at
  *    layer l - 1 and f_l a random permutation per layer (its logit is set to
  *    1 above the largest), so the pair (e, f_l(e)) recurs across layers.
+ *    With a layer_matrix M [E x E] instead, a following token's first choice
+ *    is drawn from row e of M (weights, normalized per row; a row of zeros
+ *    means tokens from e do not follow), e.g. measured joint counts of the
+ *    expert at one layer and the next.
  *
  * Random numbers are drawn in a fixed order (per layer permutations first,
  * then step by step, layer by layer, rank by rank, token by token, E
- * Gumbels per token, then the follow draw), so a seed gives a bit-identical
+ * Gumbels per token, then the follow draw and, with a matrix, the followed
+ * expert), so a seed gives a bit-identical
  * trace.  Memory: O(ranks x tokens_per_rank + E x (ranks + layers)), not
  * growing with steps.
  */
@@ -53,6 +58,7 @@ struct trace_gen_opts {
 	double drift;                   /* Dirichlet concentration of the step drift, 0 = none */
 	double rank_skew;               /* sigma in [0, 1] */
 	double layer_corr;              /* rho in [0, 1] */
+	const double *layer_matrix;     /* [E x E] follow weights (borrowed), NULL: permutation */
 	int logits;                     /* store the router logits (TRACE_F_LOGITS) */
 	int counts;                     /* write a count-level trace instead of tokens */
 	const struct moe_route_policy *policy; /* borrowed; NULL: softmax-topk, norm, top_k */
@@ -67,8 +73,8 @@ void trace_gen_opts_init(struct trace_gen_opts *o);
 /* Writes the trace to path (a temporary name renamed when complete: nothing
  * is left under path on failure).  rng (borrowed) supplies every random
  * number.  progress may be NULL.  Returns MOE_OK; MOE_EINVAL naming the
- * option out of range (or a policy whose experts/k disagree); MOE_EIO,
- * MOE_ENOMEM. */
+ * option out of range (or a policy whose experts/k disagree, or a layer
+ * matrix with a negative or non-finite weight); MOE_EIO, MOE_ENOMEM. */
 enum moe_status trace_gen_write(const struct trace_gen_opts *o, gsl_rng *rng, const char *path,
 				const struct moe_progress *progress);
 
