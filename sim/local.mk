@@ -20,3 +20,8 @@ endif
 moekit_SOURCES += cli/cmd_net.c
 TESTS += tests/sim_net.sh
 EXTRA_DIST += tests/sim_net.sh tests/data/sim/two-into-one.txt
+
+EXTRA_PROGRAMS += bench/bench_net
+BENCHMARKS += bench/bench_net
+bench_bench_net_SOURCES = bench/bench_net.c
+bench_bench_net_LDADD = sim/libsim.la moe/libmoe.la $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm

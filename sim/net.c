@@ -595,7 +595,9 @@ static int recompute(struct sim_net *n)
 
 		if (n->na == 0)
 			return 0;
-		if (round == 4 && !n->full) {
+		n->st.solves++;
+		if (round == 16 && !n->full) {
+			n->st.full_solves++;
 			/* A keeps growing: take the whole component at once rather
 			 * than paying for many partial solves */
 			seed_component(n);

@@ -71,6 +71,8 @@ struct sim_net_stats {
 	uint64_t flows_started, flows_done;
 	uint64_t flow_visits;   /* flows visited by recomputations (their cost) */
 	uint64_t rate_changes;  /* flows whose rate changed */
+	uint64_t solves;        /* partial solves (a recomputation may need several) */
+	uint64_t full_solves;   /* recomputations that fell back to the whole component */
 };
 
 /* Creates an empty network on topology t (borrowed) with room for
