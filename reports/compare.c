@@ -209,9 +209,11 @@ enum moe_status report_cmp_build(struct store *db, const int64_t *ids, size_t n,
 			for (size_t j = 0; r && j < nruns; j++) {
 				const struct rmetric *x = rrun_metric(&runs[j], m->name);
 				char t[64];
-				if (x)
+				/* A NULL in the store (read as NAN) is a missing value. */
+				int have = x && isfinite(x->value);
+				if (have)
 					snprintf(t, sizeof t, "%.15g", x->value);
-				if (!row_set(r, j, x ? t : NULL, x ? x->value : NAN, 1))
+				if (!row_set(r, j, have ? t : NULL, have ? x->value : NAN, 1))
 					r = NULL;
 			}
 			oom |= r == NULL;
@@ -228,19 +230,20 @@ enum moe_status report_cmp_build(struct store *db, const int64_t *ids, size_t n,
 				 report_layer_cols[col]);
 			r = row_add(out, "layers", name, layer_units[col]);
 			for (size_t j = 0; r && j < nruns; j++) {
-				double v = col == RL_IMBALANCE ? -INFINITY : 0;
+				double v = -INFINITY;
 				char t[64];
 				if (runs[j].nlayers == 0)
 					continue;
-				for (size_t l = 0; l < runs[j].nlayers; l++) {
-					double x = runs[j].layers[l].v[col];
-					if (col == RL_IMBALANCE)
-						v = x > v ? x : v;
-					else
-						v += x;
+				if (col == RL_IMBALANCE) {
+					for (size_t l = 0; l < runs[j].nlayers; l++) {
+						double x = runs[j].layers[l].v[col];
+						v = x > v ? x : v; /* NAN compares false: left out */
+					}
+				} else {
+					v = rrun_layer_sum(&runs[j], col);
 				}
 				snprintf(t, sizeof t, "%.15g", v);
-				if (!row_set(r, j, t, v, 1))
+				if (!row_set(r, j, isfinite(v) ? t : NULL, v, 1))
 					r = NULL;
 			}
 			oom |= r == NULL;

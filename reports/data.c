@@ -410,10 +410,16 @@ const struct rmetric *rrun_metric(const struct rrun *r, const char *name)
 double rrun_layer_sum(const struct rrun *r, int c)
 {
 	double s = 0;
+	int any = 0;
 
+	/* As SQL's sum(): missing values (NULL, read as NAN) are left out; no
+	 * value at all gives NAN. */
 	for (size_t i = 0; i < r->nlayers; i++)
-		s += r->layers[i].v[c];
-	return s;
+		if (isfinite(r->layers[i].v[c])) {
+			s += r->layers[i].v[c];
+			any = 1;
+		}
+	return any ? s : NAN;
 }
 
 const char *rrun_title(const struct rrun *r, char *buf, size_t n)

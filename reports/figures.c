@@ -209,11 +209,17 @@ static enum moe_status fig_breakdown(struct fig_ctx *c)
 	int multiphase = 0;
 	enum moe_status st;
 
-	for (size_t i = 0; i < c->nruns && n < 256; i++)
-		if (c->runs[i].nlayers > 0)
+	for (size_t i = 0; i < c->nruns && n < 256; i++) {
+		int finite = 0;
+		for (size_t j = 0; j < c->runs[i].nlayers; j++)
+			for (size_t p = 0; p < 5; p++)
+				finite |= isfinite(c->runs[i].layers[j].v[parts[p]]);
+		/* gnuplot refuses a plot with no valid point at all. */
+		if (finite)
 			rs[n++] = &c->runs[i];
+	}
 	if (n == 0)
-		return skip(c, "per-layer time breakdown: no run has layer rows");
+		return skip(c, "per-layer time breakdown: no run has layer rows with times");
 	sbuf_add(&dat, "# breakdown.dat: per-layer time breakdown (moekit report)\n"
 		 "# one block per run (gnuplot index 0, 1, ...), blocks separated by two blank "
 		 "lines; rows in the order the run stored them\n"
@@ -372,10 +378,17 @@ static enum moe_status fig_timeline_run(struct fig_ctx *c, struct rrun *r)
 		MOE_FAIL(MOE_ENOMEM, "out of memory");
 	for (size_t i = 0; i < r->nspans; i++) {
 		const struct rspan *s = &r->spans[i];
+		if (!isfinite(s->start_s) || !(s->dur_s >= 0))
+			continue; /* written to the data file, never drawn */
 		if (str_index(all, nall, s->track ? s->track : "") < 0)
 			all[nall++] = s->track ? s->track : "";
 		if (s->start_s < t0) t0 = s->start_s;
 		if (s->start_s + s->dur_s > t1) t1 = s->start_s + s->dur_s;
+	}
+	if (nall == 0) {
+		free(all);
+		return skip(c, "timeline of run %lld: no span has a start and a duration",
+			    (long long)r->id);
 	}
 	qsort(all, nall, sizeof *all, report_track_cmp);
 	for (size_t i = 0; i < nall; i++) {
@@ -420,7 +433,8 @@ static enum moe_status fig_timeline_run(struct fig_ctx *c, struct rrun *r)
 			if (strncmp(tracks[ti], "gpu", 3) != 0)
 				continue;
 			for (size_t i = 0; i < r->nspans; i++)
-				if (r->spans[i].track && strcmp(r->spans[i].track, tracks[ti]) == 0)
+				if (r->spans[i].track && strcmp(r->spans[i].track, tracks[ti]) == 0 &&
+				    isfinite(r->spans[i].start_s) && r->spans[i].dur_s >= 0)
 					iv[m++] = (struct ival){r->spans[i].start_s,
 								r->spans[i].start_s + r->spans[i].dur_s};
 			qsort(iv, m, sizeof *iv, ival_cmp);
@@ -538,7 +552,7 @@ static int lref_cmp(const void *a, const void *b)
 static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 {
 	struct lref *lr = NULL;
-	size_t nl = 0;
+	size_t nl = 0, valid = 0;
 	double tmax = -INFINITY, scale;
 	struct sbuf dat = {0}, ytics = {0};
 	struct kv kv = {0};
@@ -562,6 +576,12 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 		}
 		if (r->samples[i].t_s > tmax)
 			tmax = r->samples[i].t_s;
+		valid += isfinite(r->samples[i].t_s) && isfinite(r->samples[i].utilization);
+	}
+	if (valid == 0) {
+		free(lr);
+		return skip(c, "link utilization of run %lld: no sample has a time and a value",
+			    (long long)r->id);
 	}
 	/* The last sample of a link lasts to the end of the run: the step time
 	 * when stored, the last span's end, or the last sample of any link. */
@@ -686,6 +706,16 @@ static enum moe_status fig_experts_run(struct fig_ctx *c, struct rrun *r)
 	if (e == NULL)
 		MOE_FAIL(MOE_ENOMEM, "out of memory");
 	memcpy(e, r->experts, r->nexperts * sizeof *e);
+	{
+		int finite = 0;
+		for (size_t i = 0; i < r->nexperts; i++)
+			finite |= isfinite(e[i].tokens);
+		if (!finite) {
+			free(e);
+			return skip(c, "expert load of run %lld: no expert row has tokens",
+				    (long long)r->id);
+		}
+	}
 	qsort(e, r->nexperts, sizeof *e, expert_cmp);
 	lmin = e[0].layer;
 	lmax = e[r->nexperts - 1].layer;
@@ -756,11 +786,15 @@ static enum moe_status fig_gpus(struct fig_ctx *c)
 	enum moe_status st;
 	double bw;
 
-	for (size_t i = 0; i < c->nruns && n < 64; i++)
-		if (c->runs[i].ngpus > 0)
+	for (size_t i = 0; i < c->nruns && n < 64; i++) {
+		int finite = 0;
+		for (size_t j = 0; j < c->runs[i].ngpus; j++)
+			finite |= isfinite(c->runs[i].gpus[j].tokens);
+		if (finite)
 			rs[n++] = &c->runs[i];
+	}
 	if (n == 0)
-		return skip(c, "tokens per GPU: no run has GPU rows");
+		return skip(c, "tokens per GPU: no run has GPU rows with tokens");
 	bw = 0.8 / (double)n;
 	sbuf_add(&dat, "# gpus.dat: per-GPU results (moekit report)\n"
 		 "# one block per run (gnuplot index 0, 1, ...), blocks separated by two blank lines\n"
@@ -940,6 +974,7 @@ static enum moe_status fig_routing(struct fig_ctx *c)
 			char name[64], title[1024], esc[512], lbl[512];
 			double maxt = 0, scale;
 			const char *unit;
+			int fin[4] = {0, 0, 0, 0};
 			snprintf(name, sizeof name, groups ? "routing_%d" : "routing", groups + 1);
 			sbuf_add(&dat, "# %s.dat: runs of %s that differ only in routing (top-k, policy, "
 				 "capacity)\n"
@@ -967,6 +1002,15 @@ static enum moe_status fig_routing(struct fig_ctx *c)
 					 step ? step->value : NAN);
 				if (tot > maxt)
 					maxt = tot;
+				fin[0] |= isfinite(tot);
+				fin[1] |= isfinite(rrun_layer_sum(r, RL_DBYTES) +
+						   rrun_layer_sum(r, RL_CBYTES));
+				fin[2] |= isfinite(imb);
+				fin[3] |= isfinite(rrun_layer_sum(r, RL_DROPPED));
+			}
+			for (int k = 0; k < 4; k++) {
+				static const char *const yr[] = {"YR1", "YR2", "YR3", "YR4"};
+				kv_set(&kv, yr[k], "%s", fin[k] ? "set yrange [0:*]" : "set yrange [0:1]");
 			}
 			unit = time_unit(maxt, &scale);
 			/* Tic labels: the run, then one routing input per line. */
@@ -1139,6 +1183,18 @@ static enum moe_status fig_scaling(struct fig_ctx *c)
 		}
 		if (xname == NULL)
 			continue;
+		{
+			int finite = 0;
+			for (size_t k = 0; k < m; k++) {
+				const struct rrun *r = &c->runs[pt[k].run];
+				const struct rmetric *step = rrun_metric(r, "step_time_s");
+				finite |= isfinite(step ? step->value : rrun_layer_sum(r, RL_TOTAL)) ||
+					  isfinite(rrun_layer_sum(r, RL_DISPATCH) +
+						   rrun_layer_sum(r, RL_COMBINE));
+			}
+			if (!finite)
+				continue;
+		}
 		{
 			struct sbuf dat = {0};
 			struct kv kv = {0};
@@ -1600,9 +1656,13 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 	char esc[512], buf[512];
 	enum moe_status st = MOE_OK;
 
-	for (size_t i = 0; i < c->nruns && n < 32; i++)
-		if (c->runs[i].nstages > 0)
+	for (size_t i = 0; i < c->nruns && n < 32; i++) {
+		int finite = 0;
+		for (size_t j = 0; j < c->runs[i].nstages; j++)
+			finite |= isfinite(c->runs[i].stages[j].median_s);
+		if (finite)
 			rs[n++] = &c->runs[i];
+	}
 	if (n == 0)
 		return skip(c, "profiler stages: no run has stage rows") == MOE_OK
 			       ? skip(c, "GFLOP/s against tokens per expert: no run has stage rows")

@@ -55,7 +55,8 @@ void rrun_free_set(struct rrun *runs, size_t n);
 
 /* The metric named name, or NULL. */
 const struct rmetric *rrun_metric(const struct rrun *r, const char *name);
-/* Sum of layer column c over the run's layers. */
+/* Sum of layer column c over the run's layers, leaving out missing values
+ * as SQL's sum() does; NAN when no layer has a value. */
 double rrun_layer_sum(const struct rrun *r, int c);
 /* "run 3" or "run 3: label", into buf. */
 const char *rrun_title(const struct rrun *r, char *buf, size_t n);

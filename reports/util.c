@@ -258,23 +258,27 @@ int report_gnuplot_find(const char *given, char *buf, size_t n)
 	return 0;
 }
 
-/* The first line of log that looks like an error, or its last line. */
+/* gnuplot's message for the failure: the last line of its output that is
+ * not a warning (the error ends the script), else the last line. */
 static void log_error_line(const char *log, long from, char *out, size_t n)
 {
 	FILE *f = fopen(log, "r");
 	char line[1024];
+	int have_error = 0;
 
 	snprintf(out, n, "no message");
 	if (f == NULL)
 		return;
 	fseek(f, from, SEEK_SET);
 	while (fgets(line, sizeof line, f)) {
+		int warning;
 		line[strcspn(line, "\n")] = '\0';
 		if (line[strspn(line, " ^")] == '\0')
 			continue;
-		snprintf(out, n, "%s", line + strspn(line, " "));
-		if (strstr(line, "rror") || strstr(line, "line "))
-			break;
+		warning = strstr(line, "warning:") != NULL;
+		if (!warning || !have_error)
+			snprintf(out, n, "%s", line + strspn(line, " "));
+		have_error |= !warning;
 	}
 	fclose(f);
 }

@@ -419,6 +419,54 @@ START_TEST(test_report_gnuplot_fails)
 }
 END_TEST
 
+/* Missing values (NAN is stored as NULL), empty tracks and zero-length
+ * spans: figures with nothing to draw are skipped with a reason, the rest
+ * render; gnuplot never sees a plot without a valid point. */
+START_TEST(test_report_missing_values)
+{
+	struct store *db;
+	char path[600], out[600];
+	struct report_options o = {.out_dir = out, .formats = REPORT_PNG | REPORT_SVG};
+	struct report_result r;
+	int64_t id;
+	int skipped_gpus = 0;
+
+	snprintf(path, sizeof path, "%s/odd.db", tmpdir);
+	snprintf(out, sizeof out, "%s/odd", tmpdir);
+	OK(store_open(path, STORE_WRITE, &db));
+	id = begin(db, "sim", NULL, "m_1", "{\"a\":{\"b\":null},\"plan\":{\"ep\":[1,2]}}");
+	OK(store_layer_add(db, id, &(struct store_layer_row){.layer = 0, .phase = "p",
+		.dispatch_s = NAN, .compute_s = 0.001, .combine_s = NAN, .other_s = NAN,
+		.exposed_s = NAN, .total_s = NAN, .imbalance = NAN}));
+	OK(store_span_add(db, id, &(struct store_span_row){"", "", "", 0, 0}));
+	OK(store_span_add(db, id, &(struct store_span_row){"gpu 0", "x", "compute", 1, -1}));
+	OK(store_link_sample_add(db, id, 7, 0, 0.5)); /* a link without a links row */
+	OK(store_expert_add(db, id, &(struct store_expert_row){0, 0, 0, 0, 0}));
+	OK(store_gpu_add(db, id, &(struct store_gpu_row){.gpu = 0, .node = -3, .tokens = NAN}));
+	OK(store_stage_add(db, id, &(struct store_stage_row){"x\"y", 1, NAN, NAN, NAN, NAN, NAN, NAN}));
+	OK(store_metric_add(db, id, "step_time_s", NAN, NULL));
+	OK(store_run_done(db, id, NULL));
+	store_close(db);
+
+	OK(store_open(path, STORE_READ, &db));
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+		o.gnuplot = "/nonexistent/gnuplot";
+	OK(report_write(db, NULL, 0, &o, &r));
+	ck_assert_uint_eq(r.nfigures, 4);
+	ck_assert_str_eq(r.figures[0], "breakdown");
+	ck_assert_str_eq(r.figures[1], "timeline_run1");
+	ck_assert_str_eq(r.figures[2], "links_run1");
+	ck_assert_str_eq(r.figures[3], "experts_run1");
+	for (size_t i = 0; i < r.nskipped; i++)
+		skipped_gpus |= strcmp(r.skipped[i], "tokens per GPU: no run has GPU rows with tokens") == 0;
+	ck_assert(skipped_gpus);
+	if (!r.gnuplot_missing)
+		ck_assert(exists(out, "index.html") && exists(out, "timeline_run1.svg"));
+	report_result_release(&r);
+	store_close(db);
+}
+END_TEST
+
 /* ---- compare ---- */
 
 static const struct report_cmp_row *find_row(const struct report_cmp *c, const char *name)
@@ -639,6 +687,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(core, setup, teardown);
 	tcase_add_checked_fixture(errors, setup, teardown);
 	tcase_set_timeout(core, 120);
+	tcase_set_timeout(errors, 120);
 	tcase_add_test(core, test_escape);
 	tcase_add_test(core, test_formats);
 	tcase_add_test(core, test_report_no_gnuplot);
@@ -648,6 +697,7 @@ static Suite *suite(void)
 	tcase_add_test(core, test_timeline);
 	tcase_add_test(errors, test_errors);
 	tcase_add_test(errors, test_report_gnuplot_fails);
+	tcase_add_test(errors, test_report_missing_values);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, errors);
 	return s;
