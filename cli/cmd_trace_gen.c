@@ -39,6 +39,12 @@ static const char usage_text[] =
 	"Routing skew:\n"
 	"  --zipf S               Zipf exponent of expert popularity (default 0: uniform);\n"
 	"                         the hot experts differ per layer\n"
+	"  --loads FILE           instead of --zipf: reproduce measured per-expert loads:\n"
+	"                         CSV lines whose last three fields are layer,expert,count\n"
+	"                         (a header line is skipped), e.g. grep '^olmoe-1b-7b,arxiv,'\n"
+	"                         expert_counts.csv; generated layer l takes the file's\n"
+	"                         (l mod n)-th layer; the popularity giving those loads\n"
+	"                         under the model's top-k is found by simulation\n"
 	"  --drift C              hot experts drift: each step pi ~ Dirichlet(C pi + 0.01);\n"
 	"                         smaller C drifts faster (default 0: no drift)\n"
 	"  --rank-skew S          0..1: each source rank mixes a fraction S of a\n"
@@ -204,6 +210,25 @@ out:
 	return rc;
 }
 
+/* ---- CSV files whose last three fields matter ---- */
+
+/* Parses the last three comma-separated fields of line as two integers and
+ * a number.  Returns 1 on success. */
+static int last3(const char *line, long *a, long *b, double *c)
+{
+	const char *p = line + strlen(line);
+	int commas = 0;
+
+	while (p > line && commas < 3)
+		if (*--p == ',' && ++commas == 3)
+			p++;
+	if (commas < 2)
+		return 0;
+	if (commas < 3)
+		p = line;
+	return sscanf(p, "%ld,%ld,%lf", a, b, c) == 3;
+}
+
 /* ---- --layer-matrix ---- */
 
 /* Reads FILE (last three fields of each line: expert_a,expert_b,count) into
@@ -226,23 +251,11 @@ static double *read_matrix(const char *path, uint32_t experts)
 		return NULL;
 	}
 	while (fgets(line, sizeof line, f)) {
-		char *p = line + strlen(line);
-		int commas = 0;
 		long a, b;
 		double c;
 
 		lineno++;
-		while (p > line && commas < 3)
-			if (*--p == ',' && ++commas == 3)
-				p++;
-		if (commas < 2 || line[0] == '\n') {
-			if (lineno == 1)
-				continue;
-			goto bad;
-		}
-		if (commas < 3)
-			p = line;
-		if (sscanf(p, "%ld,%ld,%lf", &a, &b, &c) != 3) {
+		if (!last3(line, &a, &b, &c)) {
 			if (lineno == 1)
 				continue; /* a header */
 			goto bad;
@@ -268,6 +281,101 @@ bad:
 	return NULL;
 }
 
+/* ---- --loads ---- */
+
+/* Reads measured loads (last three fields layer,expert,count), turns each
+ * layer's loads into the popularity that reproduces them under top-k
+ * (trace_gen_popularity_for_loads) and returns a new [layers x E] matrix:
+ * generated layer l takes the (l mod n)-th of the n layers in the file, in
+ * ascending order.  Prints the error and returns NULL on failure. */
+static double *read_loads(const char *path, uint32_t layers, uint32_t experts, uint32_t k,
+			  unsigned long seed)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	long lineno = 0, ids[256];
+	int nl = 0;
+	double *loads = NULL, *pop = NULL;
+	gsl_rng *rng = NULL;
+	enum moe_status st;
+
+	if (!f) {
+		fprintf(stderr, "moekit " CMD ": --loads %s: cannot open\n", path);
+		return NULL;
+	}
+	loads = calloc((size_t)256 * experts, sizeof *loads);
+	pop = calloc((size_t)layers * experts, sizeof *pop);
+	rng = gsl_rng_alloc(gsl_rng_mt19937);
+	if (!loads || !pop || !rng)
+		goto nomem;
+	while (fgets(line, sizeof line, f)) {
+		long layer, e;
+		double c;
+		int x;
+
+		lineno++;
+		if (!last3(line, &layer, &e, &c)) {
+			if (lineno == 1)
+				continue;
+			goto bad;
+		}
+		if (layer < 0 || e < 0 || e >= (long)experts || !(c >= 0))
+			goto bad;
+		for (x = 0; x < nl && ids[x] != layer; x++)
+			;
+		if (x == nl) {
+			if (nl == 256) {
+				fprintf(stderr, "moekit " CMD ": %s:%ld: more than 256 layers\n", path,
+					lineno);
+				goto fail;
+			}
+			ids[nl++] = layer;
+		}
+		loads[(size_t)x * experts + (size_t)e] += c;
+	}
+	if (nl == 0) {
+		fprintf(stderr, "moekit " CMD ": --loads %s: no layer,expert,count lines\n", path);
+		goto fail;
+	}
+	gsl_rng_set(rng, seed);
+	for (uint32_t l = 0; l < layers; l++) {
+		int x = 0;
+
+		/* the (l mod nl)-th smallest layer id of the file */
+		for (int want = (int)(l % (uint32_t)nl), i = 0; i < nl; i++) {
+			int smaller = 0;
+
+			for (int j = 0; j < nl; j++)
+				smaller += ids[j] < ids[i];
+			if (smaller == want)
+				x = i;
+		}
+		st = trace_gen_popularity_for_loads(experts, k, loads + (size_t)x * experts, 20000,
+						    rng, pop + (size_t)l * experts);
+		if (st != MOE_OK) {
+			fprintf(stderr, "moekit " CMD ": --loads %s: layer %ld: %s\n", path, ids[x],
+				moe_errmsg());
+			goto fail;
+		}
+	}
+	fclose(f);
+	free(loads);
+	gsl_rng_free(rng);
+	return pop;
+bad:
+	fprintf(stderr, "moekit " CMD ": %s:%ld: expected layer,expert,count with experts below "
+		"%u and a count >= 0 as the last three fields\n", path, lineno, experts);
+	goto fail;
+nomem:
+	fprintf(stderr, "moekit " CMD ": out of memory\n");
+fail:
+	fclose(f);
+	free(loads);
+	free(pop);
+	gsl_rng_free(rng);
+	return NULL;
+}
+
 /* ---- bar ---- */
 
 static void progress_cb(void *user, unsigned long long done, unsigned long long total,
@@ -280,7 +388,7 @@ int cmd_trace_gen(int argc, char **argv)
 {
 	enum { O_LAYERS = 256, O_EXPERTS, O_TOPK, O_RANKS, O_TPR, O_STEPS, O_SEED, O_ZIPF,
 	       O_DRIFT, O_SKEW, O_CORR, O_CF, O_LOGITS, O_COUNTS, O_ZSTD, O_FIT, O_FORMAT,
-	       O_MODEL, O_MATRIX };
+	       O_MODEL, O_MATRIX, O_LOADS };
 	static const struct option opts[] = {
 		{"model", required_argument, NULL, O_MODEL},
 		{"layers", required_argument, NULL, O_LAYERS},
@@ -295,6 +403,7 @@ int cmd_trace_gen(int argc, char **argv)
 		{"rank-skew", required_argument, NULL, O_SKEW},
 		{"layer-corr", required_argument, NULL, O_CORR},
 		{"layer-matrix", required_argument, NULL, O_MATRIX},
+		{"loads", required_argument, NULL, O_LOADS},
 		{"capacity-factor", required_argument, NULL, O_CF},
 		{"logits", no_argument, NULL, O_LOGITS},
 		{"counts", no_argument, NULL, O_COUNTS},
@@ -309,8 +418,9 @@ int cmd_trace_gen(int argc, char **argv)
 	struct trace_gen_opts go;
 	struct moe_model m;
 	struct moe_route_policy pol;
-	const char *model = NULL, *out = NULL, *fit_path = NULL, *matrix_path = NULL;
-	double *matrix = NULL;
+	const char *model = NULL, *out = NULL, *fit_path = NULL, *matrix_path = NULL,
+		   *loads_path = NULL;
+	double *matrix = NULL, *pop = NULL;
 	long layers = 0, experts = 0, top_k = 0, v, seed = 1, zstd = 0;
 	double cf = -1;
 	enum cli_format fmt = CLI_FORMAT_TABLE;
@@ -373,6 +483,7 @@ int cmd_trace_gen(int argc, char **argv)
 				return 2;
 			break;
 		case O_MATRIX: matrix_path = optarg; break;
+		case O_LOADS: loads_path = optarg; break;
 		case O_CF:
 			if (!cli_parse_double(CMD, "--capacity-factor", optarg, 0, 1000, &cf))
 				return 2;
@@ -427,17 +538,28 @@ int cmd_trace_gen(int argc, char **argv)
 		return cli_fail(CMD, st);
 	go.policy = &pol;
 	go.zstd_level = (int)zstd;
-	if (matrix_path) {
-		if (go.layer_corr <= 0)
-			return cli_usage(CMD, "--layer-matrix needs --layer-corr P > 0");
-		if (!(matrix = read_matrix(matrix_path, go.experts)))
+	if (loads_path && go.zipf_s > 0)
+		return cli_usage(CMD, "--loads and --zipf exclude each other");
+	if (matrix_path && go.layer_corr <= 0)
+		return cli_usage(CMD, "--layer-matrix needs --layer-corr P > 0");
+	if (loads_path) {
+		if (!(pop = read_loads(loads_path, go.layers, go.experts, go.top_k,
+				       (unsigned long)seed)))
 			return 1;
+		go.popularity = pop;
+	}
+	if (matrix_path) {
+		if (!(matrix = read_matrix(matrix_path, go.experts))) {
+			free(pop);
+			return 1;
+		}
 		go.layer_matrix = matrix;
 	}
 	snprintf(go.model, sizeof go.model, "%s", m.name);
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
 	if (!rng) {
 		free(matrix);
+		free(pop);
 		fprintf(stderr, "moekit " CMD ": out of memory\n");
 		return 1;
 	}
@@ -447,6 +569,7 @@ int cmd_trace_gen(int argc, char **argv)
 	cli_bar_done(&bar);
 	gsl_rng_free(rng);
 	free(matrix);
+	free(pop);
 	if (st != MOE_OK)
 		return cli_fail(CMD, st);
 	rc = 0;

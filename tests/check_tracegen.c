@@ -405,6 +405,46 @@ START_TEST(logits_reroute_consistently)
 }
 END_TEST
 
+START_TEST(popularity_reproduces_loads)
+{
+	/* measured-like slot shares under top-2: invert, generate, compare */
+	const double share[8] = {0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05};
+	double pi[8], bad[8] = {0.6, 0.1, 0.1, 0.1, 0.1, 0, 0, 0}, zero[8] = {0};
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	struct trace_gen_opts o;
+	struct trace_stats_opts so;
+	struct trace_stats *s;
+	double sum = 0;
+
+	gsl_rng_set(r, 5);
+	ck_assert_msg(trace_gen_popularity_for_loads(8, 2, share, 20000, r, pi) == MOE_OK, "%s",
+		      moe_errmsg());
+	for (int i = 0; i < 8; i++)
+		sum += pi[i];
+	ck_assert_double_eq_tol(sum, 1, 1e-9);
+	ck_assert(pi[0] > 0.3); /* top-2 flattens: the first choice must be steeper */
+	trace_gen_opts_init(&o);
+	o.experts = 8;
+	o.top_k = 2;
+	o.tokens_per_rank = 30000;
+	o.popularity = pi;
+	gen_ok(&o, 6, tmp_path("pop.moetrace"));
+	trace_stats_opts_init(&so);
+	ck_assert_int_eq(trace_stats_compute(tmp_path("pop.moetrace"), &so, &s), MOE_OK);
+	for (int i = 0; i < 8; i++) /* no permutation: experts keep their ids */
+		ck_assert_double_eq_tol((double)s->layer[0].load[i] / s->layer[0].slots, share[i],
+					0.01);
+	trace_stats_free(s);
+	ck_assert_int_eq(trace_gen_popularity_for_loads(8, 2, bad, 20000, r, pi), MOE_ERANGE);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "above the 1/2"));
+	ck_assert_int_eq(trace_gen_popularity_for_loads(8, 2, zero, 20000, r, pi), MOE_EINVAL);
+	o.popularity = zero;
+	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("pop0.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "all zero"));
+	gsl_rng_free(r);
+}
+END_TEST
+
 /* ---- fit ---- */
 
 START_TEST(zipf_fit_exact)
@@ -959,6 +999,7 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, drift_moves_hot_experts);
 	tcase_add_test(c, counts_level);
 	tcase_add_test(c, logits_reroute_consistently);
+	tcase_add_test(c, popularity_reproduces_loads);
 	tcase_add_test(c, zipf_fit_exact);
 	tcase_add_test(c, zipf_inversion);
 	tcase_add_test(c, stats_hand_computed);

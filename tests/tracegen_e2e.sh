@@ -66,7 +66,22 @@ $M trace gen --fit "$work/counts.csv" --top-k 1 --format csv > "$work/fit.csv" |
 awk -F, 'NR == 2 { if ($7 < 1.29 || $7 > 1.31 || $9 < 1.2 || $9 > 1.4) exit 1 }' \
 	"$work/fit.csv" || fail "fit values: $(cat "$work/fit.csv")"
 
+# measured loads reproduced (max/mean within 5%)
+{
+	echo "layer,expert,count"
+	for e in 0 1 2 3 4 5 6 7; do echo "3,$e,$(( (8 - e) * (8 - e) * 100 ))"; done
+} > "$work/loads.csv"
+$M trace gen --model mixtral-8x7b --layers 1 --tokens-per-rank 20000 --loads "$work/loads.csv" \
+	-q -o "$work/ld.moetrace" || fail "gen --loads"
+$M trace stats "$work/ld.moetrace" --format csv > "$work/ld.csv" || fail "stats ld"
+# shares 6400/20400 of the slots on expert 0: max/mean = 8 * 6400 / 20400 = 2.51
+awk -F, 'NR == 2 { if ($5 < 2.39 || $5 > 2.63) exit 1 }' "$work/ld.csv" || \
+	fail "loads max/mean: $(cat "$work/ld.csv")"
+
 # errors
+$M trace gen --model mixtral-8x7b --loads "$work/loads.csv" --zipf 1 -o "$work/x.moetrace" \
+	2> /dev/null
+[ $? -eq 2 ] || fail "--loads with --zipf: exit status"
 $M trace gen --model mixtral-8x7b --layers 1 -q -o "$work/nl.moetrace" || fail "gen nl"
 $M trace reroute "$work/nl.moetrace" --top-k 1 -o "$work/x.moetrace" 2> "$work/err"
 [ $? -eq 1 ] || fail "reroute without logits: exit status"

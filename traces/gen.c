@@ -60,6 +60,21 @@ static enum moe_status check_opts(const struct trace_gen_opts *o)
 	if (!(o->layer_corr >= 0 && o->layer_corr <= 1))
 		MOE_FAIL(MOE_EINVAL, "trace gen: layer correlation %g: expected 0 to 1",
 			 o->layer_corr);
+	if (o->popularity)
+		for (size_t l = 0; l < o->layers; l++) {
+			double sum = 0;
+
+			for (size_t i = 0; i < o->experts; i++) {
+				double v = o->popularity[l * o->experts + i];
+
+				if (!(v >= 0) || !isfinite(v))
+					MOE_FAIL(MOE_EINVAL, "trace gen: popularity of layer %zu expert "
+						 "%zu is %g: expected a finite value >= 0", l, i, v);
+				sum += v;
+			}
+			if (!(sum > 0))
+				MOE_FAIL(MOE_EINVAL, "trace gen: popularity of layer %zu is all zero", l);
+		}
 	if (o->layer_matrix)
 		for (size_t x = 0; x < (size_t)o->experts * o->experts; x++)
 			if (!(o->layer_matrix[x] >= 0) || !isfinite(o->layer_matrix[x]))
@@ -229,7 +244,16 @@ enum moe_status trace_gen_write(const struct trace_gen_opts *o, gsl_rng *rng, co
 	for (size_t l = 0; l < g.l; l++) {
 		identity(g.perm, g.e);
 		gsl_ran_shuffle(rng, g.perm, g.e, sizeof *g.perm);
-		zipf_popularity(o->zipf_s, g.perm, g.e, g.pi + l * g.e);
+		if (o->popularity) {
+			double sum = 0;
+
+			for (size_t i = 0; i < g.e; i++)
+				sum += o->popularity[l * g.e + i];
+			for (size_t i = 0; i < g.e; i++)
+				g.pi[l * g.e + i] = o->popularity[l * g.e + i] / sum;
+		} else {
+			zipf_popularity(o->zipf_s, g.perm, g.e, g.pi + l * g.e);
+		}
 		identity(g.follow + l * g.e, g.e);
 		gsl_ran_shuffle(rng, g.follow + l * g.e, g.e, sizeof *g.follow);
 	}
@@ -450,5 +474,93 @@ out:
 	free(ids);
 	free(load);
 	free(pi);
+	return st;
+}
+
+enum moe_status trace_gen_popularity_for_loads(uint32_t experts, uint32_t top_k,
+					       const double *share, uint32_t tokens, gsl_rng *rng,
+					       double *pi)
+{
+	const size_t e = experts, n = tokens;
+	struct moe_route_policy pol;
+	struct moe_route_workspace *ws = NULL;
+	struct moe_route_out ro;
+	float *gum = NULL, *logits = NULL, *wt = NULL;
+	int32_t *ids = NULL;
+	uint64_t *load = NULL;
+	double *target = NULL, sum = 0, gap = 0;
+	enum moe_status st = MOE_OK;
+
+	if (experts < 1 || top_k < 1 || top_k > experts || tokens < 100 || tokens > (1u << 22))
+		MOE_FAIL(MOE_EINVAL, "popularity inversion: experts %u, top-k %u, tokens %u: expected "
+			 "1 <= k <= experts and 100 <= tokens <= 4194304", experts, top_k, tokens);
+	for (size_t i = 0; i < e; i++) {
+		if (!(share[i] >= 0) || !isfinite(share[i]))
+			MOE_FAIL(MOE_EINVAL, "popularity inversion: share of expert %zu is %g: expected "
+				 "a finite value >= 0", i, share[i]);
+		sum += share[i];
+	}
+	if (!(sum > 0))
+		MOE_FAIL(MOE_EINVAL, "popularity inversion: every share is 0");
+	for (size_t i = 0; i < e; i++)
+		if (share[i] / sum > 1.0 / top_k + 1e-12)
+			MOE_FAIL(MOE_ERANGE, "popularity inversion: expert %zu has %.4f of the slots, "
+				 "above the 1/%u a top-%u router can give one expert", i, share[i] / sum,
+				 top_k, top_k);
+	moe_route_policy_init(&pol, (int)experts, (int)top_k);
+	if ((st = moe_route_workspace_alloc(&pol, n, &ws)) != MOE_OK)
+		return st;
+	gum = malloc(n * e * sizeof *gum);
+	logits = malloc(n * e * sizeof *logits);
+	wt = malloc(n * top_k * sizeof *wt);
+	ids = malloc(n * top_k * sizeof *ids);
+	load = malloc(e * sizeof *load);
+	target = malloc(e * sizeof *target);
+	if (!gum || !logits || !wt || !ids || !load || !target) {
+		st = moe_error(MOE_ENOMEM, "popularity inversion: out of memory");
+		goto out;
+	}
+	for (size_t x = 0; x < n * e; x++)
+		gum[x] = (float)-log(-log(gsl_rng_uniform_pos(rng)));
+	for (size_t i = 0; i < e; i++)
+		pi[i] = target[i] = share[i] / sum;
+	ro = (struct moe_route_out){ids, wt, load, NULL, 0, 0};
+	for (int round = 0; round < 200; round++) {
+		double z = 0;
+
+		for (size_t t = 0; t < n; t++)
+			for (size_t i = 0; i < e; i++)
+				logits[t * e + i] = (float)log(pi[i] > POP_FLOOR ? pi[i] : POP_FLOOR) +
+						    gum[t * e + i];
+		if ((st = moe_route_batch(&pol, ws, logits, n, &ro)) != MOE_OK)
+			goto out;
+		gap = 0;
+		for (size_t i = 0; i < e; i++) {
+			double got = (double)load[i] / ((double)n * top_k);
+
+			gap = fabs(got - target[i]) > gap ? fabs(got - target[i]) : gap;
+		}
+		if (gap < 0.002)
+			goto out; /* pi is the popularity just measured */
+		for (size_t i = 0; i < e; i++) {
+			double got = (double)load[i] / ((double)n * top_k);
+
+			/* scale by the ratio; an expert never drawn grows tenfold */
+			pi[i] *= target[i] == 0 ? 0 : got > 0 ? target[i] / got : 10;
+			z += pi[i];
+		}
+		for (size_t i = 0; i < e; i++)
+			pi[i] /= z;
+	}
+	st = moe_error(MOE_ERANGE, "popularity inversion: after 200 rounds a share is still %.4f "
+		       "off (the loads may be at the limit of 1/%u)", gap, top_k);
+out:
+	moe_route_workspace_free(ws);
+	free(gum);
+	free(logits);
+	free(wt);
+	free(ids);
+	free(load);
+	free(target);
 	return st;
 }

@@ -15,7 +15,10 @@
  * The logits are stored when asked, so the trace can be re-routed.
  *
  * pi is built from:
- *  - zipf_s: the expert of popularity rank j (0-based) has weight
+ *  - popularity (when given): layer l's pi is row l of it, as is (the
+ *    experts keep their ids); trace_gen_popularity_for_loads turns measured
+ *    per-expert loads into such a row;
+ *  - otherwise zipf_s: the expert of popularity rank j (0-based) has weight
  *    1 / (j + 1)^s; s = 0 is uniform.  Which expert holds rank j is a random
  *    permutation per layer (real routers' hot experts differ per layer).
  *  - drift (Dirichlet concentration C > 0): at every step after the first,
@@ -55,6 +58,8 @@ struct trace_gen_opts {
 	uint64_t steps;                 /* >= 1 */
 	uint32_t tokens_per_rank;       /* tokens each source rank sends per (step, layer), >= 1 */
 	double zipf_s;                  /* Zipf exponent of the popularity, >= 0 (0: uniform) */
+	const double *popularity;       /* [layers x E] pi per layer (borrowed, rows normalized
+					 * here), NULL: Zipf */
 	double drift;                   /* Dirichlet concentration of the step drift, 0 = none */
 	double rank_skew;               /* sigma in [0, 1] */
 	double layer_corr;              /* rho in [0, 1] */
@@ -95,5 +100,18 @@ enum moe_status trace_gen_fit_zipf(const uint64_t *load, uint32_t n, double *s, 
  * expert); MOE_EINVAL for bad arguments; MOE_ENOMEM. */
 enum moe_status trace_gen_zipf_for_loads(uint32_t experts, uint32_t top_k, double s_load,
 					 uint32_t tokens, gsl_rng *rng, double *s_pop);
+
+/* The popularity pi [E] that makes top-k routing (softmax-topk over log pi
+ * + Gumbel) give each expert the slot share share[E] (any non-negative
+ * weights; normalized here), e.g. measured loads: pi is scaled by share /
+ * simulated share until every share is within 0.002 or 200 rounds pass,
+ * over one fixed set of tokens x E Gumbels from rng (so the rounds are
+ * comparable).  Returns MOE_OK with pi filled (summing to 1); MOE_ERANGE
+ * when a share is above 1/k (no top-k router gives one expert more than
+ * 1/k of the slots) or the rounds end without agreement (the message gives
+ * the largest gap); MOE_EINVAL for bad arguments; MOE_ENOMEM. */
+enum moe_status trace_gen_popularity_for_loads(uint32_t experts, uint32_t top_k,
+					       const double *share, uint32_t tokens, gsl_rng *rng,
+					       double *pi);
 
 #endif
