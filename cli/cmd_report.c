@@ -14,7 +14,8 @@
 int cmd_report(int argc, char **argv);
 
 static const char usage_text[] =
-	"Usage: moekit report [--db FILE] [--runs ID,...] --out DIR [--formats png,svg,pdf]\n\n"
+	"Usage: moekit report [--db FILE] [--runs ID,...] --out DIR [--formats png,svg,pdf]\n"
+	"                     [--window T0:T1]\n\n"
 	"Draw the runs of a results store: for each figure the runs have data for,\n"
 	"write a data file (DIR/NAME.dat: whitespace separated, a commented header\n"
 	"naming every column and its unit) and a gnuplot script (DIR/NAME.gp, kept so\n"
@@ -41,6 +42,9 @@ static const char usage_text[] =
 	"                     default: every run that is done\n"
 	"  -o, --out DIR      output folder (created if missing; files are replaced)\n"
 	"  --formats LIST     png, svg, pdf, comma separated (default: png)\n"
+	"  --window T0:T1     draw the timelines and link heat maps from T0 to T1\n"
+	"                     seconds after the start of each run (one step or one\n"
+	"                     layer of a long run); default: the whole run\n"
 	"  -q, --quiet        do not list the figures on stdout\n"
 	"  -h, --help         show this help\n\n"
 	"gnuplot is looked up on PATH.  Without it the data files and scripts are\n"
@@ -105,6 +109,7 @@ int cmd_report(int argc, char **argv)
 		{"runs", required_argument, NULL, 'r'},
 		{"out", required_argument, NULL, 'o'},
 		{"formats", required_argument, NULL, 'f'},
+		{"window", required_argument, NULL, 'w'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -130,6 +135,12 @@ int cmd_report(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'f':
 			if (report_formats_parse(optarg, &ro.formats) != MOE_OK) {
+				free(ids);
+				return cli_usage("report", "%s", moe_errmsg());
+			}
+			break;
+		case 'w':
+			if (report_window_parse(optarg, ro.window_s) != MOE_OK) {
 				free(ids);
 				return cli_usage("report", "%s", moe_errmsg());
 			}

@@ -314,6 +314,30 @@ static enum moe_status fig_breakdown(struct fig_ctx *c)
 	return st;
 }
 
+/* The x range of a time figure: the window when one was given. */
+static void set_xrange(struct kv *kv, const struct fig_ctx *c, double scale)
+{
+	if (c->window_s[1] > c->window_s[0])
+		kv_set(kv, "XRANGE", "set xrange [%.17g : %.17g]", c->window_s[0] * scale,
+		       c->window_s[1] * scale);
+	else
+		kv_set(kv, "XRANGE", "set xrange [0:*]\nset autoscale xfixmax");
+}
+
+/* ", from 1 ms to 1.5 ms" when a window was given, else "". */
+static const char *window_note(const struct fig_ctx *c, char *buf, size_t n)
+{
+	double scale;
+	const char *unit;
+
+	if (!(c->window_s[1] > c->window_s[0]))
+		return "";
+	unit = time_unit(c->window_s[1] - c->window_s[0], &scale);
+	snprintf(buf, n, ", from %g to %g %s", c->window_s[0] * scale, c->window_s[1] * scale,
+		 unit);
+	return buf;
+}
+
 /* ---- timeline (Gantt) ---- */
 
 int report_track_cmp(const void *a, const void *b)
@@ -397,7 +421,8 @@ static enum moe_status fig_timeline_run(struct fig_ctx *c, struct rrun *r)
 		else
 			dropped_tracks++;
 	}
-	unit = time_unit(t1, &scale);
+	unit = time_unit(c->window_s[1] > c->window_s[0] ? c->window_s[1] - c->window_s[0] : t1,
+			 &scale);
 	sbuf_add(&dat, "# timeline_run%lld.dat: spans of run %lld (%s), one row per span\n"
 		 "# track_index: the row in the figure; derived = 1 for idle gaps between a GPU "
 		 "track's spans (not stored), 0 for stored spans\n"
@@ -470,14 +495,16 @@ static enum moe_status fig_timeline_run(struct fig_ctx *c, struct rrun *r)
 	kv_set(&kv, "PLOT", "%s", plot.s ? plot.s : "");
 	kv_set(&kv, "YTICS", "%s", ytics.s ? ytics.s : "");
 	kv_set(&kv, "NTRACKS", "%zu", ntracks);
+	set_xrange(&kv, c, scale);
 	kv_set(&kv, "SCALE", "%g", scale);
 	kv_set(&kv, "UNIT", "%s", unit);
 	kv_set(&kv, "W", "%d", 1200);
 	kv_set(&kv, "H", "%zu", 160 + (ntracks < 4 ? 4 : ntracks) * (ntracks > 24 ? 16 : 28));
 	{
 		char title[1024], cap[1024];
-		snprintf(title, sizeof title, "Timeline of %s (%s): what each track does",
-			 rrun_title(r, esc, sizeof esc), run_desc(r, buf, sizeof buf));
+		snprintf(title, sizeof title, "Timeline of %s (%s): what each track does%s",
+			 rrun_title(r, esc, sizeof esc), run_desc(r, buf, sizeof buf),
+			 window_note(c, esc2, sizeof esc2));
 		snprintf(cap, sizeof cap, "Timeline of run %lld per GPU and link (compute, dispatch, "
 			 "combine, idle)%s", (long long)r->id,
 			 dropped_tracks ? "; only the first 64 tracks" : "");
@@ -591,7 +618,8 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 		if (r->spans[i].start_s + r->spans[i].dur_s > tmax)
 			tmax = r->spans[i].start_s + r->spans[i].dur_s;
 	qsort(lr, nl, sizeof *lr, lref_cmp);
-	unit = time_unit(tmax, &scale);
+	unit = time_unit(c->window_s[1] > c->window_s[0] ? c->window_s[1] - c->window_s[0] : tmax,
+			 &scale);
 	sbuf_add(&dat, "# links_run%lld.dat: link utilization over time of run %lld (%s)\n"
 		 "# one row per stored sample (link, t_s, utilization); the link holds that "
 		 "utilization from t_s to t_end_s (derived: the link's next sample, or the end of "
@@ -650,14 +678,16 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 	       "with boxxyerror fc palette", name);
 	kv_set(&kv, "YTICS", "%s", ytics.s ? ytics.s : "");
 	kv_set(&kv, "NLINKS", "%zu", nl);
+	set_xrange(&kv, c, scale);
 	kv_set(&kv, "SCALE", "%g", scale);
 	kv_set(&kv, "UNIT", "%s", unit);
 	kv_set(&kv, "W", "%d", 1200);
 	kv_set(&kv, "H", "%zu", 180 + (nl < 6 ? 6 : nl > 60 ? 60 : nl) * 22);
 	{
 		char title[1024], cap[256];
-		snprintf(title, sizeof title, "Link utilization over time, %s (%s)",
-			 rrun_title(r, esc, sizeof esc), run_desc(r, buf, sizeof buf));
+		snprintf(title, sizeof title, "Link utilization over time, %s (%s)%s",
+			 rrun_title(r, esc, sizeof esc), run_desc(r, buf, sizeof buf),
+			 window_note(c, esc2, sizeof esc2));
 		snprintf(cap, sizeof cap, "Link utilization over time of run %lld, links grouped by "
 			 "kind (NVLink, PCIe, NIC, switch)", (long long)r->id);
 		st = emit(c, name, "links.gp", title, cap, &dat, &kv);

@@ -22,12 +22,11 @@ REPORT_TEMPLATES = \
 nobase_dist_pkgdata_DATA += $(REPORT_TEMPLATES)
 
 moekit_SOURCES += cli/cmd_report.c cli/cmd_compare.c cli/cmd_export_timeline.c
-EXTRA_DIST += docs/reports.md
+EXTRA_DIST += docs/reports.md tests/report_cli.sh tests/data/reports/verify.py
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_reports
 TESTS += tests/check_reports tests/report_cli.sh
-EXTRA_DIST += tests/report_cli.sh tests/data/reports/verify.py
 tests_check_reports_SOURCES = tests/check_reports.c
 tests_check_reports_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 tests_check_reports_LDADD = reports/libreports.la store/libstore.la moe/libmoe.la \

@@ -337,6 +337,8 @@ enum moe_status report_write(struct store *db, const int64_t *ids, size_t n,
 	}
 	c.dir = o->out_dir;
 	c.formats = formats;
+	c.window_s[0] = o->window_s[0];
+	c.window_s[1] = o->window_s[1];
 	if ((st = report_figures_write(&c)) != MOE_OK)
 		goto out;
 	if (!report_gnuplot_find(o->gnuplot, res->gnuplot_path, sizeof res->gnuplot_path)) {

@@ -48,6 +48,10 @@ struct report_options {
 	 * given.  Not found: the data and scripts are still written and
 	 * report_result.gnuplot_missing is set. */
 	const char *gnuplot;
+	/* Time window of the timeline and link figures, seconds since the
+	 * start of the run; window_s[1] <= window_s[0] means the whole run.
+	 * The data files hold every row either way. */
+	double window_s[2];
 };
 
 /* What report_write did.  Strings owned by the result: release with
@@ -63,6 +67,10 @@ struct report_result {
 			      * index.html not written */
 	char gnuplot_path[4096]; /* the gnuplot that rendered, when found */
 };
+
+/* Parses "START:END" (seconds, END > START >= 0) into window[2].
+ * MOE_EINVAL naming what is wrong. */
+enum moe_status report_window_parse(const char *arg, double window[2]);
 
 /* Parses a comma-separated list of formats ("png,svg,pdf") into REPORT_*
  * bits.  MOE_EINVAL naming the unknown format. */

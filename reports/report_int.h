@@ -102,6 +102,7 @@ enum moe_status report_gnuplot_run(const char *gnuplot, const char *script, cons
 struct fig_ctx {
 	const char *dir;
 	unsigned formats;
+	double window_s[2];        /* as report_options */
 	struct rrun *runs; size_t nruns;
 	/* Written figures and skipped figures (one line each), appended. */
 	char **figs; size_t nfigs;

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -228,6 +229,23 @@ enum moe_status report_formats_parse(const char *list, unsigned *formats)
 	}
 	if (*formats == 0)
 		MOE_FAIL(MOE_EINVAL, "--formats: empty: expected png, svg or pdf");
+	return MOE_OK;
+}
+
+enum moe_status report_window_parse(const char *arg, double window[2])
+{
+	char *end;
+	double a, b;
+
+	errno = 0;
+	a = strtod(arg, &end);
+	if (end == arg || *end != ':' || errno == ERANGE)
+		MOE_FAIL(MOE_EINVAL, "--window: '%s' is not START:END (seconds)", arg);
+	b = strtod(end + 1, &end);
+	if (*end != '\0' || errno == ERANGE || !(a >= 0) || !(b > a) || !isfinite(b))
+		MOE_FAIL(MOE_EINVAL, "--window: '%s': expected 0 <= START < END, in seconds", arg);
+	window[0] = a;
+	window[1] = b;
 	return MOE_OK;
 }
 

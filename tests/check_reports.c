@@ -293,6 +293,27 @@ START_TEST(test_formats)
 }
 END_TEST
 
+START_TEST(test_window)
+{
+	double w[2] = {0, 0};
+
+	OK(report_window_parse("0.0015:0.004", w));
+	ck_assert_double_eq(w[0], 0.0015);
+	ck_assert_double_eq(w[1], 0.004);
+	OK(report_window_parse("0:1e-3", w));
+	ck_assert_double_eq(w[1], 0.001);
+	ck_assert_int_eq(report_window_parse("2:1", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse("1:1", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse("-1:1", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse("1", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse("1:2x", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse(":2", w), MOE_EINVAL);
+	ck_assert_int_eq(report_window_parse("0:inf", w), MOE_EINVAL);
+	/* A failed parse leaves the window as it was. */
+	ck_assert_double_eq(w[1], 0.001);
+}
+END_TEST
+
 static const char *const expected_figs[] = {
 	"breakdown", "timeline_run1", "timeline_run2", "timeline_run3", "timeline_run5",
 	"links_run1", "links_run2", "links_run3", "links_run5", "experts_run1", "experts_run2",
@@ -690,6 +711,7 @@ static Suite *suite(void)
 	tcase_set_timeout(errors, 120);
 	tcase_add_test(core, test_escape);
 	tcase_add_test(core, test_formats);
+	tcase_add_test(core, test_window);
 	tcase_add_test(core, test_report_no_gnuplot);
 	tcase_add_test(core, test_report_subset_skips);
 	tcase_add_test(core, test_report_gnuplot);

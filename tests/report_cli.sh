@@ -65,6 +65,13 @@ if command -v gnuplot >/dev/null 2>&1; then
 		grep -q "scaling: no two sim runs" "$tmp/two/index.html" ||
 		{ echo "FAIL: index.html does not say what was skipped"; fail=1; }
 
+	check "report with a window" 0 "$MOEKIT" report --db "$db" --runs 1 --out "$tmp/w" \
+		--window 0.001:0.003
+	grep -q '^set xrange \[1 : 3\]$' "$tmp/w/timeline_run1.gp" &&
+		grep -q '^set xrange \[1 : 3\]$' "$tmp/w/links_run1.gp" ||
+		{ echo "FAIL: --window: no x range 1 to 3 ms in the scripts"; fail=1; }
+	ok_verify "window: data files still hold every row" figures "$db" "$tmp/w" png 1
+
 	check "report of a range, svg" 0 "$MOEKIT" report --db "$db" --runs 3-4 --out "$tmp/r" \
 		--formats svg -q
 	[ -s "$tmp/out" ] && { echo "FAIL: --quiet printed"; fail=1; }
@@ -117,6 +124,10 @@ check "run id listed twice" 2 "$MOEKIT" report --db "$db" --runs 1,2,1 --out "$t
 says "run id listed twice" "run 1 is listed twice"
 check "unknown format" 2 "$MOEKIT" report --db "$db" --out "$tmp/x" --formats png,gif
 says "unknown format" "unknown format 'gif'"
+check "bad window" 2 "$MOEKIT" report --db "$db" --out "$tmp/x" --window 0.003:0.001
+says "bad window" "--window: '0.003:0.001': expected 0 <= START < END"
+check "window not a range" 2 "$MOEKIT" report --db "$db" --out "$tmp/x" --window 5
+says "window not a range" "--window: '5' is not START:END"
 check "no --out" 2 "$MOEKIT" report --db "$db"
 says "no --out" "--out DIR is required"
 check "missing store" 1 "$MOEKIT" report --db "$tmp/none.db" --out "$tmp/x"

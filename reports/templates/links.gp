@@ -7,8 +7,8 @@ set xlabel "time since the start of the run (@UNIT@)"
 set ylabel "link (kind)"
 @YTICS@
 set yrange [@NLINKS@ - 0.5 : -0.5]
-set xrange [0:*]
-set autoscale xfixmax
+# The whole run, or the window given to moekit report --window.
+@XRANGE@
 set grid noytics noxtics
 set cbrange [0:1]
 set cblabel "utilization (fraction of the link's bandwidth)"

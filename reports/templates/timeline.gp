@@ -7,8 +7,8 @@ set xlabel "time since the start of the run (@UNIT@)"
 set ylabel "track"
 @YTICS@
 set yrange [@NTRACKS@ - 0.5 : -0.5]
-set xrange [0:*]
-set autoscale xfixmax
+# The whole run, or the window given to moekit report --window.
+@XRANGE@
 set grid xtics noytics lc rgb "#e0e0e0"
 set key outside right top vertical Left reverse title "activity"
 set style fill solid 0.9 noborder
