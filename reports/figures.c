@@ -1681,7 +1681,7 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 	size_t n = 0, nl = 0;
 	struct sbuf dat = {0}, plot = {0}, xt = {0};
 	struct kv kv = {0};
-	double maxt = 0, scale, bw;
+	double maxt = 0, mint = INFINITY, scale, bw;
 	const char *unit;
 	char esc[512], buf[512];
 	enum moe_status st = MOE_OK;
@@ -1744,6 +1744,7 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 				 s->median_s, s->p10_s, s->p90_s, s->min_s, s->gflops, s->tokens);
 			if (s->p90_s > maxt) maxt = s->p90_s;
 			if (s->median_s > maxt) maxt = s->median_s;
+			if (x >= 0 && s->median_s > 0 && s->median_s < mint) mint = s->median_s;
 		}
 		{
 			char tot[64] = "";
@@ -1779,6 +1780,10 @@ static enum moe_status fig_stages(struct fig_ctx *c)
 		kv_set(&kv, "XTICS", "%s", xt.s ? xt.s : "");
 		kv_set(&kv, "BOXW", "%g", bw);
 		kv_set(&kv, "BMARGIN", "%zu", 8 + n);
+		if (isfinite(mint) && maxt / mint > 100)
+			kv_set(&kv, "YSCALE", "set logscale y\nset yrange [%g:*]", mint * scale / 2);
+		else
+			kv_set(&kv, "YSCALE", "set yrange [0:*]");
 		kv_set(&kv, "NSTAGES", "%zu", nl);
 		kv_set(&kv, "SCALE", "%g", scale);
 		kv_set(&kv, "UNIT", "%s", unit);
