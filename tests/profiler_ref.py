@@ -134,7 +134,10 @@ def layer_ref(x, W, cfg):
             e = ids[t, j]
             y[t] += w[t, j] * ffn(x[t:t + 1], W["gate"][e], W["up"][e], W["down"][e])[0]
     if "s_gate" in W:
-        y += ffn(x, W["s_gate"], W["s_up"], W["s_down"])
+        s = ffn(x, W["s_gate"], W["s_up"], W["s_down"])
+        if "s_router" in W:  # Qwen2-MoE: shared output times sigmoid(x . g)
+            s *= 1.0 / (1.0 + np.exp(-(x @ W["s_router"].T)))
+        y += s
     return y, margin
 
 
@@ -185,9 +188,12 @@ def tensors_for(W, arch, layer, dtypes=("F32", "F32", "F32")):
             add("mlp.experts.%d.up_proj.weight" % e, dtypes[1], "up", e)
             add("mlp.experts.%d.down_proj.weight" % e, dtypes[2], "down", e)
         if "s_gate" in W:
-            add("mlp.shared_experts.gate_proj.weight", dtypes[0], "s_gate")
-            add("mlp.shared_experts.up_proj.weight", dtypes[1], "s_up")
-            add("mlp.shared_experts.down_proj.weight", dtypes[2], "s_down")
+            sh = "mlp.shared_expert" if arch == "qwen2_moe" else "mlp.shared_experts"
+            add(sh + ".gate_proj.weight", dtypes[0], "s_gate")
+            add(sh + ".up_proj.weight", dtypes[1], "s_up")
+            add(sh + ".down_proj.weight", dtypes[2], "s_down")
+        if "s_router" in W:
+            add("mlp.shared_expert_gate.weight", "F32", "s_router")
     return out
 
 
@@ -298,6 +304,17 @@ def ref_mode(moekit, work):
             "num_experts_per_tok": 2, "norm_topk_prob": False, "num_hidden_layers": 1}
     ok &= case(moekit, work, "olmoe", "olmoe", conf, W,
                {"kind": "softmax", "norm": False, "ks": (2,)}, 33, 0, ("F32", "F32", "F32"))
+    # Qwen2-MoE: softmax top-4 without renormalization, a shared expert of
+    # another size whose output is gated by sigmoid(x . shared_expert_gate).
+    H, F, E = 48, 24, 8
+    W = make_layer(rng, H, F, E, Fs=40)
+    W["s_router"] = rng.uniform(-0.5, 0.5, (1, H))
+    conf = {"model_type": "qwen2_moe", "hidden_size": H, "intermediate_size": 999,
+            "moe_intermediate_size": F, "num_experts": E, "num_experts_per_tok": 4,
+            "norm_topk_prob": False, "shared_expert_intermediate_size": 40,
+            "num_hidden_layers": 2, "decoder_sparse_step": 1}
+    ok &= case(moekit, work, "qwen2_moe", "qwen2_moe", conf, W,
+               {"kind": "softmax", "norm": False, "ks": (4,)}, 30, 1, ("F16", "F32", "BF16"))
     # DeepSeek-V3 style, scaled down: sigmoid scores, selection bias, 4 groups
     # of 8 keeping 2, top-8, routed scaling 2.5, one shared expert; layer 1
     # after one dense layer; sharded checkpoint.
