@@ -921,6 +921,29 @@ enum moe_status moe_route_batch(const struct moe_route_policy *p, struct moe_rou
 		MOE_FAIL(MOE_EINVAL, "routing: the policy does not match the workspace's shape");
 	out->n_dropped = 0;
 	out->n_rerouted = 0;
+	if ((p->kind == MOE_ROUTE_TOPK_SOFTMAX || (p->kind == MOE_ROUTE_SOFTMAX_TOPK && p->norm)) &&
+	    !p->bias && !(p->noise_std > 0) && p->groups <= 1 && !p->node_of && !w->keys_all) {
+		/* the common case (Mixtral, gpt-oss): the keys are the logits and
+		 * the weights a softmax over the selected ones */
+		for (size_t t = 0; t < n; t++) {
+			const float *l = logits + t * ek;
+			int32_t *ids = out->ids + t * kk;
+			float *wt = out->weights + t * kk;
+			int bad = first_nonfinite(l, e), c;
+			float inv;
+
+			if (bad >= 0)
+				MOE_FAIL(MOE_EFORMAT, "routing: token %zu expert %d: logit is %s, expected "
+					 "a finite value", t, bad, isnan(l[bad]) ? "NaN" : "infinite");
+			c = select_topk(w, l, e, k, w->topv, w->topi, 0);
+			inv = (float)(p->scaling / exp_shift(w->topv, c, w->topv[0], wt));
+			for (int j = 0; j < c; j++) {
+				ids[j] = w->topi[j];
+				wt[j] *= inv;
+			}
+		}
+		goto admit;
+	}
 	for (size_t t = 0; t < n; t++) {
 		const float *l = logits + t * ek;
 		int bad = first_nonfinite(l, e);
@@ -936,6 +959,7 @@ enum moe_status moe_route_batch(const struct moe_route_policy *p, struct moe_rou
 			w->den[t] = dn;
 		}
 	}
+admit:
 	memset(w->count, 0, ek * sizeof *w->count);
 	if (out->dropped)
 		memset(out->dropped, 0, ek * sizeof *out->dropped);
