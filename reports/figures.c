@@ -552,20 +552,22 @@ struct lref { int link; const struct rlink *l; };
 
 /* qsort has no user pointer in C11; reports are single-threaded. */
 static const struct rsample *sort_samples;
+static const size_t *sort_rows;
 
+/* Samples by their link's row in the figure, then by time, then store order. */
 static int sample_cmp(const void *a, const void *b)
 {
-	const struct rsample *x = &sort_samples[*(const size_t *)a];
-	const struct rsample *y = &sort_samples[*(const size_t *)b];
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	const struct rsample *x = &sort_samples[i], *y = &sort_samples[j];
 
-	if (x->link != y->link)
-		return x->link < y->link ? -1 : 1;
+	if (sort_rows[i] != sort_rows[j])
+		return sort_rows[i] < sort_rows[j] ? -1 : 1;
 	if (x->t_s != y->t_s)
 		return x->t_s < y->t_s ? -1 : 1;
-	/* Stable for equal times: store order. */
-	return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+	return (i > j) - (i < j);
 }
 
+/* Links by kind (nvlink, pcie, nic, switch, other), then by id. */
 static int lref_cmp(const void *a, const void *b)
 {
 	const struct lref *x = a, *y = b;
@@ -573,6 +575,14 @@ static int lref_cmp(const void *a, const void *b)
 
 	if (kx != ky)
 		return kx - ky;
+	return (x->link > y->link) - (x->link < y->link);
+}
+
+struct linkrow { int link; size_t row; };
+
+static int linkrow_cmp(const void *a, const void *b)
+{
+	const struct linkrow *x = a, *y = b;
 	return (x->link > y->link) - (x->link < y->link);
 }
 
@@ -629,7 +639,7 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 		 "# columns: link_index link name kind t_s t_end_s utilization\n"
 		 "# units:   -          -    -    -    s   s       fraction\n",
 		 (long long)r->id, (long long)r->id, run_desc(r, buf, sizeof buf));
-	/* Samples in (link, time) order: each one's end is the next one's start. */
+	/* Samples in (row, time) order: each one's end is the next one's start. */
 	{
 		size_t *ord = malloc((r->nsamples ? r->nsamples : 1) * sizeof *ord);
 		if (ord == NULL) {
@@ -637,16 +647,33 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 			sbuf_release(&dat);
 			MOE_FAIL(MOE_ENOMEM, "out of memory");
 		}
-		for (size_t i = 0; i < r->nsamples; i++)
+		size_t *rows = malloc((r->nsamples ? r->nsamples : 1) * sizeof *rows);
+		struct linkrow *map = malloc((nl ? nl : 1) * sizeof *map);
+		if (rows == NULL || map == NULL) {
+			free(ord);
+			free(rows);
+			free(map);
+			free(lr);
+			sbuf_release(&dat);
+			MOE_FAIL(MOE_ENOMEM, "out of memory");
+		}
+		/* Each sample's row in the figure, by binary search on link ids. */
+		for (size_t i = 0; i < nl; i++)
+			map[i] = (struct linkrow){lr[i].link, i};
+		qsort(map, nl, sizeof *map, linkrow_cmp);
+		for (size_t i = 0; i < r->nsamples; i++) {
+			struct linkrow key = {r->samples[i].link, 0}, *hit;
+			hit = bsearch(&key, map, nl, sizeof *map, linkrow_cmp);
+			rows[i] = hit ? hit->row : 0; /* every sample's link is in lr */
 			ord[i] = i;
+		}
 		sort_samples = r->samples;
+		sort_rows = rows;
 		qsort(ord, r->nsamples, sizeof *ord, sample_cmp);
 		for (size_t k = 0; k < r->nsamples; k++) {
 			const struct rsample *s = &r->samples[ord[k]];
 			double end = tmax;
-			size_t li;
-			for (li = 0; li < nl && lr[li].link != s->link; li++)
-				;
+			size_t li = rows[ord[k]];
 			if (k + 1 < r->nsamples && r->samples[ord[k + 1]].link == s->link)
 				end = r->samples[ord[k + 1]].t_s;
 			sbuf_add(&dat, "%zu %d %s %s " G " " G " " G "\n", li, s->link,
@@ -655,6 +682,8 @@ static enum moe_status fig_links_run(struct fig_ctx *c, struct rrun *r)
 				 s->t_s, end, s->utilization);
 		}
 		free(ord);
+		free(rows);
+		free(map);
 	}
 	{
 		size_t every = nl > 40 ? (nl + 39) / 40 : 1;

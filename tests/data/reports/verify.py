@@ -225,13 +225,16 @@ def figures(dbpath, out, formats, only):
                 if num(t[5]) < num(t[4]):
                     fail(f"{n}.dat: a sample ends before it starts: {t}")
                     break
-            # Rows of one link index: kinds never interleave (grouped by kind).
+            # Rows in figure order; the links of one kind side by side.
+            idx = [int(t[0]) for t in rows]
+            if idx != sorted(idx):
+                fail(f"{n}.dat: rows not in figure (link_index) order")
             order = []
             for t in rows:
                 if not order or order[-1] != t[3]:
                     order.append(t[3])
             if len(order) != len(set(order)):
-                fail(f"{n}.dat: link kinds are not grouped: {order}")
+                fail(f"{n}.dat: link kinds are not grouped: {order[:8]} ...")
 
         n = f"timeline_run{rid}"
         if n in names:
