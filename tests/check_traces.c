@@ -293,6 +293,34 @@ START_TEST(test_loads_example)
 }
 END_TEST
 
+START_TEST(test_loads_paths)
+{
+	/* trace_chunk_loads against a plain count over c->ids, for each of its
+	 * paths: 16-bit ids with E <= 1024 (interleaved histograms), 16-bit with
+	 * E > 1024, 32-bit ids; chunk sizes not a multiple of 4. */
+	static const uint32_t Es[] = {1, 7, 1024, 1025, 70000};
+	for (size_t x = 0; x < sizeof Es / sizeof Es[0]; x++) {
+		struct synth y = {1, 2, 37, Es[x], 1, 3, 0};
+		const char *p = tpath("lp.moetrace");
+		struct trace_reader *r;
+		const struct trace_chunk *c;
+		uint64_t *a = calloc(Es[x], 8), *b = calloc(Es[x], 8);
+		write_synth(p, &y, 0, 13);
+		ck_assert_int_eq(trace_reader_open(p, &r), MOE_OK);
+		while (trace_reader_next(r, &c) == MOE_OK && c != NULL) {
+			trace_chunk_loads(c, a);
+			for (size_t i = 0; i < c->n * c->k; i++)
+				if (c->ids[i] >= 0)
+					b[c->ids[i]]++;
+		}
+		trace_reader_close(r);
+		ck_assert_mem_eq(a, b, Es[x] * 8);
+		free(a);
+		free(b);
+	}
+}
+END_TEST
+
 START_TEST(test_empty)
 {
 	/* A trace with no chunk is valid: the reader ends at once. */
@@ -1078,6 +1106,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(c, test_seek, 0, 2);
 	tcase_add_test(c, test_deterministic);
 	tcase_add_test(c, test_empty);
+	tcase_add_test(c, test_loads_paths);
 	tcase_add_test(e, test_bad_files);
 	tcase_add_test(e, test_bad_writes);
 	add_io_tests(c, e);
