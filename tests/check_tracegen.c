@@ -336,6 +336,47 @@ START_TEST(drift_moves_hot_experts)
 }
 END_TEST
 
+START_TEST(drift_matches_dirichlet)
+{
+	/* step 0 -> 1 of each layer: pi_1 ~ Dirichlet(C pi_0 + 0.01), C = 1000,
+	 * so E|pi_1,i - pi_0,i| = sqrt(2 / pi) sd (normal approximation of the
+	 * Beta marginal: var = m (1 - m) / (C + 0.01 E + 1)), plus the sampling
+	 * noise of two steps of T first choices (var 2 pi (1 - pi) / T); the
+	 * mean total variation over 40 layers must match within 12% (3 sd) */
+	enum { E = 16, T = 30000, L = 40 };
+	struct trace_gen_opts o;
+	struct trace_header h;
+	uint64_t *fc;
+	double z = 0, want = 0, got = 0;
+
+	for (int j = 0; j < E; j++)
+		z += 1.0 / (j + 1);
+	for (int j = 0; j < E; j++) {
+		double pi = 1.0 / (j + 1) / z, a0 = 1000 + 0.01 * E;
+		double m = (1000 * pi + 0.01) / a0;
+		double var = m * (1 - m) / (a0 + 1) + 2 * pi * (1 - pi) / T;
+
+		want += 0.5 * sqrt(2 / M_PI) * sqrt(var);
+	}
+	trace_gen_opts_init(&o);
+	o.layers = L;
+	o.experts = E;
+	o.top_k = 2;
+	o.steps = 2;
+	o.tokens_per_rank = T;
+	o.zipf_s = 1;
+	o.drift = 1000;
+	gen_ok(&o, 31, tmp_path("dd.moetrace"));
+	fc = first_choices(tmp_path("dd.moetrace"), &h);
+	for (int l = 0; l < L; l++)
+		for (int e = 0; e < E; e++)
+			got += fabs((double)fc[(L + l) * E + e] - (double)fc[l * E + e]) / (2.0 * T);
+	got /= L;
+	ck_assert_msg(fabs(got / want - 1) < 0.12, "mean TV %g, expected %g", got, want);
+	free(fc);
+}
+END_TEST
+
 START_TEST(counts_level)
 {
 	struct trace_gen_opts o;
@@ -997,6 +1038,7 @@ static Suite *tracegen_suite(void)
 	tcase_add_test(c, layer_matrix);
 	tcase_add_test(c, rank_skew);
 	tcase_add_test(c, drift_moves_hot_experts);
+	tcase_add_test(c, drift_matches_dirichlet);
 	tcase_add_test(c, counts_level);
 	tcase_add_test(c, logits_reroute_consistently);
 	tcase_add_test(c, popularity_reproduces_loads);
