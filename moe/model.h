@@ -70,6 +70,7 @@ struct moe_cluster {
 	double hbm_Bps;             /* memory bandwidth, bytes/s */
 	double launch_s;            /* per-kernel launch overhead, s */
 	double compute_efficiency;  /* fraction of peak large GEMMs reach */
+	double m_half;              /* GEMM rows at which half of that is reached */
 	/* inside a node */
 	enum moe_intra_kind intra;
 	double intra_Bps;           /* per GPU, each direction, nominal */

@@ -82,6 +82,7 @@ static const struct field cluster_fields[] = {
 	{"gpu", "hbm_bw", F_QTY, C(hbm_Bps), MOE_UNIT_RATE, 1, 1e16, NULL, REQ, "memory bandwidth"},
 	{"gpu", "launch", F_QTY, C(launch_s), MOE_UNIT_TIME, 0, 1, NULL, 0, "kernel launch overhead"},
 	{"gpu", "efficiency", F_DBL, C(compute_efficiency), 0, 0.01, 1, NULL, 0, "fraction of peak for large GEMMs"},
+	{"gpu", "m_half", F_DBL, C(m_half), 0, 0, 1e9, NULL, 0, "GEMM rows reaching half that fraction"},
 	{"intra", "kind", F_ENUM, C(intra), 0, 0, 0, intra_names, REQ, "fabric inside a node"},
 	{"intra", "bw", F_QTY, C(intra_Bps), MOE_UNIT_RATE, 1, 1e16, NULL, REQ, "per GPU, each direction"},
 	{"intra", "latency", F_QTY, C(intra_lat_s), MOE_UNIT_TIME, 0, 1, NULL, 0, "per transfer"},
@@ -540,6 +541,7 @@ static void cluster_defaults(struct moe_cluster *c)
 	memset(c, 0, sizeof *c);
 	c->nodes = 1;
 	c->compute_efficiency = 0.7;
+	c->m_half = 128;
 	c->launch_s = 5e-6;
 	c->intra_efficiency = 0.8;
 	c->nic_efficiency = 0.8;
