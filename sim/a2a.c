@@ -356,3 +356,73 @@ out:
 	free(p.succ);
 	return st;
 }
+
+enum moe_status sim_a2a_bound(const struct sim_topo *t, const struct sim_traffic *tr,
+			      const struct sim_a2a_opts *o, double *gpu_finish_s, double *link_bytes,
+			      struct sim_a2a_result *res)
+{
+	struct plan p;
+	double *lb = link_bytes, lat[3] = {0, 0, 0}, best = -1;
+	enum moe_status st = MOE_OK;
+
+	if (tr->gpus != t->gpus || tr->gpus_per_node != t->gpus_per_node)
+		MOE_FAIL(MOE_EINVAL, "all-to-all: traffic of %d GPUs (%d per node) on a cluster of %d (%d per node)",
+			 tr->gpus, tr->gpus_per_node, t->gpus, t->gpus_per_node);
+	if (!(o->bytes_per_token >= 0) || !isfinite(o->bytes_per_token))
+		MOE_FAIL(MOE_EINVAL, "all-to-all: bytes per token %g must be >= 0", o->bytes_per_token);
+	memset(&p, 0, sizeof p);
+	memset(res, 0, sizeof *res);
+	if (lb == NULL && (lb = malloc((size_t)t->nlinks * sizeof *lb)) == NULL)
+		MOE_FAIL(MOE_ENOMEM, "all-to-all: out of memory");
+	for (int l = 0; l < t->nlinks; l++)
+		lb[l] = 0;
+	if (build(&p, tr, o) != 0) {
+		st = moe_error(MOE_ENOMEM, "all-to-all: out of memory for %d transfers", p.n);
+		goto out;
+	}
+	for (int i = 0; i < p.n; i++) {
+		struct task *k = &p.t[i];
+		struct sim_path path;
+		double bytes = k->units * o->bytes_per_token;
+		/* stage: 0 first (waits on nothing), 2 last (feeds nothing), 1
+		 * middle; combine runs every transfer backwards */
+		int in_b = o->combine ? k->out_b : k->in_b, out_b = o->combine ? k->in_b : k->out_b;
+		int stage = in_b < 0 ? 0 : out_b < 0 ? 2 : 1;
+		sim_topo_route(t, o->combine ? k->dst : k->src, o->combine ? k->src : k->dst, &path);
+		for (int j = 0; j < path.n; j++)
+			lb[path.link[j]] += bytes;
+		if (path.lat_s > lat[stage])
+			lat[stage] = path.lat_s;
+		res->bytes += bytes;
+		if (k->src / t->gpus_per_node != k->dst / t->gpus_per_node)
+			res->network_bytes += bytes;
+		else
+			res->intra_bytes += bytes;
+	}
+	res->flows = (uint64_t)p.n;
+	res->bottleneck_link = -1;
+	for (int l = 0; l < t->nlinks; l++) {
+		double x = lb[l] / t->links[l].bw_Bps;
+		if (lb[l] > 0 && x > best) {
+			best = x;
+			res->bottleneck_link = l;
+		}
+	}
+	if (res->bottleneck_link >= 0) {
+		res->completion_s = best + lat[0] + lat[1] + lat[2];
+		res->bottleneck_bytes = lb[res->bottleneck_link];
+		res->bottleneck_util = best / res->completion_s;
+	}
+	if (gpu_finish_s != NULL)
+		for (int g = 0; g < t->gpus; g++)
+			gpu_finish_s[g] = 0;
+	if (gpu_finish_s != NULL)
+		for (int i = 0; i < p.n; i++)
+			if ((o->combine ? p.t[i].in_b : p.t[i].out_b) < 0)
+				gpu_finish_s[o->combine ? p.t[i].src : p.t[i].dst] = res->completion_s;
+out:
+	if (lb != link_bytes)
+		free(lb);
+	free(p.t);
+	return st;
+}

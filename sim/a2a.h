@@ -108,4 +108,21 @@ enum moe_status sim_a2a_run(struct sim_net *net, const struct sim_topo *t,
 			    const struct sim_traffic *tr, const struct sim_a2a_opts *o,
 			    double *gpu_finish_s, struct sim_a2a_result *res);
 
+/* The analytic bound of the same collective, without events: every
+ * transfer's bytes are added to the links of its route, and
+ *
+ *   completion = max over links (bytes / bandwidth)
+ *              + sum over stages of the largest route latency
+ *
+ * (1 stage for direct, 2 for nvlink-forward, 3 for hierarchical).  It is
+ * exact when the busiest link is busy from start to end (a uniform
+ * all-to-all on a symmetric fabric) and otherwise a lower bound on the
+ * transfer part: it ignores that a flow held back by one link leaves
+ * another idle.  gpu_finish_s gets the completion for every GPU that
+ * receives data.  Same errors as sim_a2a_run; link_bytes (t->nlinks
+ * entries, may be NULL) receives the bytes per link. */
+enum moe_status sim_a2a_bound(const struct sim_topo *t, const struct sim_traffic *tr,
+			      const struct sim_a2a_opts *o, double *gpu_finish_s, double *link_bytes,
+			      struct sim_a2a_result *res);
+
 #endif

@@ -2,10 +2,10 @@
 # all-to-all collectives, expert placement, compute and step models.
 noinst_LTLIBRARIES += sim/libsim.la
 sim_libsim_la_SOURCES = \
-	sim/engine.c sim/topo.c sim/net.c sim/a2a.c
+	sim/engine.c sim/topo.c sim/net.c sim/a2a.c sim/place.c sim/compute.c sim/step.c
 sim_libsim_la_LIBADD = $(GSL_LIBS) -lm
 nobase_moekitinclude_HEADERS += \
-	sim/engine.h sim/topo.h sim/net.h sim/a2a.h
+	sim/engine.h sim/topo.h sim/net.h sim/a2a.h sim/place.h sim/compute.h sim/step.h
 libmoekit_la_LIBADD += sim/libsim.la
 
 if HAVE_CHECK
@@ -18,10 +18,11 @@ tests_check_sim_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(
 endif
 
 moekit_SOURCES += cli/cmd_net.c
-TESTS += tests/sim_net.sh
-EXTRA_DIST += tests/sim_net.sh tests/data/sim/two-into-one.txt
+TESTS += tests/sim_net.sh tests/sim_cli.sh
+EXTRA_DIST += tests/sim_net.sh tests/sim_cli.sh tests/data/sim/two-into-one.txt
 
 EXTRA_PROGRAMS += bench/bench_net
 BENCHMARKS += bench/bench_net
 bench_bench_net_SOURCES = bench/bench_net.c
 bench_bench_net_LDADD = sim/libsim.la moe/libmoe.la $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
+moekit_SOURCES += cli/cmd_sim.c

@@ -5,7 +5,10 @@
 #include "moe/error.h"
 #include "moe/model.h"
 #include "sim/a2a.h"
+#include "sim/compute.h"
 #include "sim/engine.h"
+#include "sim/place.h"
+#include "sim/step.h"
 #include "sim/net.h"
 #include "sim/topo.h"
 
@@ -730,6 +733,186 @@ START_TEST(a2a_hot_gpu_is_slowest)
 }
 END_TEST
 
+
+/* ---- placement, compute, step ---- */
+
+START_TEST(place_kinds)
+{
+	struct sim_placement *p;
+	double loads[16];
+	double rank_load[4] = {0}, contig[4] = {0};
+
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 16, 4, 2, 1, NULL, 0, &p), MOE_OK);
+	ck_assert_int_eq(sim_placement_rank(p, 0, 3, 0), 0);
+	ck_assert_int_eq(sim_placement_rank(p, 5, 3, 0), 1);
+	ck_assert_int_eq(sim_placement_rank(p, 15, 0, 0), 3);
+	sim_placement_free(p);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_ROUND_ROBIN, 16, 4, 2, 1, NULL, 0, &p), MOE_OK);
+	ck_assert_int_eq(sim_placement_rank(p, 5, 3, 0), 1);
+	ck_assert_int_eq(sim_placement_rank(p, 7, 3, 0), 3);
+	sim_placement_free(p);
+	/* balanced: experts 0..3 are hot; contiguous puts them all on rank 0 */
+	for (int e = 0; e < 16; e++) {
+		loads[e] = e < 4 ? 100 : 10;
+		contig[e / 4] += loads[e];
+	}
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 1, loads, 2, &p), MOE_OK);
+	for (int e = 0; e < 16; e++) {
+		ck_assert_int_eq(p->nrep[e], e < 2 ? 2 : 1);
+		for (int r = 0; r < p->nrep[e]; r++)
+			rank_load[p->rep[e * SIM_PLACE_MAX_REPLICAS + r]] += loads[e] / p->nrep[e];
+		if (p->nrep[e] == 2)
+			ck_assert_int_ne(p->rep[e * 2], p->rep[e * 2 + 1]);
+	}
+	for (int r = 0; r < 4; r++)
+		ck_assert(rank_load[r] <= 160 + 1e-9); /* total 520 over 4 ranks: 130 ideal */
+	ck_assert_double_eq(contig[0], 400);
+	/* a replicated expert prefers the replica in the token's node */
+	for (int src = 0; src < 4; src++) {
+		int r0 = p->rep[0], r1 = p->rep[1], r = sim_placement_rank(p, 0, src, src);
+		ck_assert(r == r0 || r == r1);
+		if (r0 / 2 == src / 2 || r1 / 2 == src / 2)
+			ck_assert_int_eq(r / 2, src / 2);
+	}
+	sim_placement_free(p);
+	/* node-limited: 2 groups of 8 experts on 2 nodes of 2 ranks */
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 2, loads, 2, &p), MOE_OK);
+	for (int e = 0; e < 16; e++)
+		for (int r = 0; r < p->nrep[e]; r++)
+			ck_assert_int_eq(p->rep[e * 2 + r] / 2, e / 8);
+	sim_placement_free(p);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 10, 4, 2, 1, NULL, 0, &p), MOE_EINVAL);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 1, NULL, 0, &p), MOE_EINVAL);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 1, loads, 17, &p), MOE_EINVAL);
+	sim_placement_free(NULL);
+}
+END_TEST
+
+START_TEST(compute_roofline_worked_example)
+{
+	struct moe_model m;
+	struct moe_cluster c = cluster(1, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_compute k;
+	double loads[2] = {512, 0};
+
+	ck_assert_int_eq(moe_model_load("mixtral-8x7b", &m), MOE_OK);
+	sim_compute_init(&k, &c, &m);
+	ck_assert_double_eq(k.peak_flops, 989e12);
+	assert_rel(sim_compute_eff(&k, 512), 0.56, 1e-12);
+	assert_rel(sim_compute_ffn_s(&k, &m, m.expert_ffn, 512),
+		   2.0 * 3 * 512 * 4096 * 14336 / (989e12 * 0.56), 1e-12);
+	/* one token: bound by reading the weights (352 MB at 3.35 TB/s) */
+	assert_rel(sim_compute_ffn_s(&k, &m, m.expert_ffn, 1),
+		   (3.0 * 4096 * 14336 * 2 + (2 * 4096 + 3 * 14336) * 2) / 3.35e12, 1e-12);
+	ck_assert_double_eq(sim_compute_ffn_s(&k, &m, m.expert_ffn, 0), 0);
+	/* two experts, one idle: one expert plus 3 launches, slowed 2x */
+	assert_rel(sim_compute_experts_s(&k, &m, loads, 2, 2),
+		   2 * sim_compute_ffn_s(&k, &m, m.expert_ffn, 512) + 3 * 5e-6, 1e-12);
+	ck_assert(sim_compute_other_s(&k, &m, 512, 0, 1) > 0);
+}
+END_TEST
+
+struct step_env {
+	struct moe_model m;
+	struct moe_cluster c;
+	struct moe_plan p;
+	struct sim_topo *t;
+	struct sim_placement *pl;
+	struct sim_step *s;
+	int *ex;
+};
+
+static void step_env_init(struct step_env *e, enum sim_step_mode mode, double cf)
+{
+	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0};
+
+	ck_assert_int_eq(moe_model_load("mixtral-8x7b", &e->m), MOE_OK);
+	e->c = cluster(2, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
+	moe_plan_default(&e->p, &e->m, &e->c);
+	e->p.tokens_per_gpu = 64;
+	ck_assert_int_eq(e->p.ep, 8);
+	ck_assert_int_eq(sim_topo_new(&e->c, SIM_MULTIPATH_SPRAY, &e->t), MOE_OK);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 8, 8, 4, 1, NULL, 0, &e->pl), MOE_OK);
+	ck_assert_int_eq(sim_step_new(&e->m, &e->c, &e->p, e->t, e->pl, &o, &e->s), MOE_OK);
+	e->ex = malloc(8 * 64 * 2 * sizeof *e->ex);
+}
+
+static void step_env_free(struct step_env *e)
+{
+	free(e->ex);
+	sim_step_free(e->s);
+	sim_placement_free(e->pl);
+	sim_topo_free(e->t);
+}
+
+START_TEST(step_hot_gpu_and_tokens)
+{
+	struct step_env e;
+	struct sim_layer_out f;
+	double et[16], ed[16];
+	int hot = 0;
+
+	step_env_init(&e, SIM_STEP_EVENTS, 0);
+	/* every token's first expert is 5 (GPU 5), second spread round-robin */
+	for (int i = 0; i < 8 * 64; i++) {
+		e.ex[2 * i] = 5;
+		e.ex[2 * i + 1] = i % 8 == 5 ? 6 : i % 8;
+	}
+	ck_assert_msg(sim_step_layer(e.s, e.ex, 2, et, ed, &f, NULL) == MOE_OK, "%s", moe_errmsg());
+	ck_assert_double_eq(f.tokens, 8 * 64 * 2);   /* conserved: none dropped */
+	ck_assert_double_eq(f.dropped, 0);
+	ck_assert_double_eq(et[5 * 2], 8 * 64);
+	for (int g = 1; g < 8; g++)
+		if (e.s->busy_s[g] > e.s->busy_s[hot])
+			hot = g;
+	ck_assert_int_eq(hot, 5);
+	ck_assert(f.imbalance > 3);
+	ck_assert(f.total_s > f.dispatch_s + f.compute_s);
+	assert_rel(f.total_s, e.s->elapsed_s, 1e-15);
+	step_env_free(&e);
+	/* the same with a capacity factor of 1: expert 5 takes 128 of 512 */
+	step_env_init(&e, SIM_STEP_EVENTS, 1.0);
+	for (int i = 0; i < 8 * 64; i++) {
+		e.ex[2 * i] = 5;
+		e.ex[2 * i + 1] = i % 8 == 5 ? 6 : i % 8;
+	}
+	ck_assert_int_eq(sim_step_layer(e.s, e.ex, 2, et, ed, &f, NULL), MOE_OK);
+	ck_assert_double_eq(et[10], 128);
+	ck_assert_double_eq(ed[10], 512 - 128);
+	ck_assert_double_eq(f.tokens + f.dropped, 8 * 64 * 2);
+	e.ex[3] = 8;
+	ck_assert_int_eq(sim_step_layer(e.s, e.ex, 2, et, ed, &f, NULL), MOE_EINVAL);
+	step_env_free(&e);
+}
+END_TEST
+
+START_TEST(step_analytic_matches_events_when_uniform)
+{
+	struct step_env a, b;
+	struct sim_layer_out fa, fb;
+
+	step_env_init(&a, SIM_STEP_EVENTS, 0);
+	step_env_init(&b, SIM_STEP_ANALYTIC, 0);
+	/* perfectly uniform: token i of GPU g picks experts (g + i) and (g + i + 4) mod 8 */
+	for (int g = 0; g < 8; g++)
+		for (int i = 0; i < 64; i++) {
+			a.ex[2 * (g * 64 + i)] = (g + i) % 8;
+			a.ex[2 * (g * 64 + i) + 1] = (g + i + 4) % 8;
+		}
+	memcpy(b.ex, a.ex, 8 * 64 * 2 * sizeof *a.ex);
+	ck_assert_int_eq(sim_step_layer(a.s, a.ex, 2, NULL, NULL, &fa, NULL), MOE_OK);
+	ck_assert_int_eq(sim_step_layer(b.s, b.ex, 2, NULL, NULL, &fb, NULL), MOE_OK);
+	assert_rel(fb.compute_s, fa.compute_s, 1e-12);
+	/* analytic: bottleneck bytes / bw + latency; events: NIC flows start
+	 * after 5.5 us but NVSwitch ones after 3 us, both bounded the same way */
+	assert_rel(fb.dispatch_s, fa.dispatch_s, 1e-6);
+	assert_rel(fb.total_s, fa.total_s, 1e-6);
+	ck_assert_double_eq(fa.network_bytes, fb.network_bytes);
+	step_env_free(&a);
+	step_env_free(&b);
+}
+END_TEST
+
 static Suite *sim_suite(void)
 {
 	Suite *s = suite_create("sim");
@@ -751,6 +934,10 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, a2a_two_stage_send_fewer_network_bytes);
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
+	tcase_add_test(core, place_kinds);
+	tcase_add_test(core, compute_roofline_worked_example);
+	tcase_add_test(core, step_hot_gpu_and_tokens);
+	tcase_add_test(core, step_analytic_matches_events_when_uniform);
 	suite_add_tcase(s, core);
 	tcase_add_test(errors, topo_errors_and_slowdowns);
 	suite_add_tcase(s, errors);

@@ -1,0 +1,287 @@
+/* sim/step.c: a layer as other work, dispatch, experts and combine; two
+ * overlapped micro-batches; the backward pass.  See step.h. */
+#include "config.h"
+#include "sim/step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define R SIM_PLACE_MAX_REPLICAS
+
+void sim_step_free(struct sim_step *s)
+{
+	if (s == NULL)
+		return;
+	sim_net_free(s->net);
+	sim_traffic_free(s->tr);
+	free(s->busy_s); free(s->compute_s); free(s->tokens); free(s->sent); free(s->recv);
+	free(s->link_bytes); free(s->link_busy_s); free(s->fin); free(s->fin2); free(s->comp);
+	free(s->load); free(s->lb); free(s->cnt); free(s->dst); free(s->slot); free(s->nslots);
+	free(s);
+}
+
+enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster *c,
+			     const struct moe_plan *p,
+			     struct sim_topo *t, struct sim_placement *pl,
+			     const struct sim_step_opts *o, struct sim_step **out)
+{
+	struct sim_step *s;
+	int G = t->gpus, E = m->experts;
+	enum moe_status st;
+
+	if (p->ep != G || pl->ep != G || pl->experts != E)
+		MOE_FAIL(MOE_EINVAL, "step: EP group of %d GPUs, placement of %d experts on %d ranks, "
+			 "topology of %d GPUs", p->ep, pl->experts, pl->ep, G);
+	if ((s = calloc(1, sizeof *s)) == NULL)
+		MOE_FAIL(MOE_ENOMEM, "step: out of memory");
+	s->m = m;
+	s->plan = p;
+	s->o = *o;
+	s->t = t;
+	s->place = pl;
+	s->gpus = G;
+	sim_compute_init(&s->k, c, m);
+	s->busy_s = calloc((size_t)G, sizeof(double));
+	s->compute_s = calloc((size_t)G, sizeof(double));
+	s->tokens = calloc((size_t)G, sizeof(double));
+	s->sent = calloc((size_t)G, sizeof(double));
+	s->recv = calloc((size_t)G, sizeof(double));
+	s->fin = calloc((size_t)G, sizeof(double));
+	s->fin2 = calloc((size_t)G, sizeof(double));
+	s->comp = calloc((size_t)G * 2, sizeof(double));
+	s->load = calloc((size_t)E * R, sizeof(double));
+	s->cnt = calloc((size_t)E, sizeof(int));
+	s->dst = calloc(1024, sizeof(int));
+	s->slot = calloc((size_t)E * R, sizeof(int));
+	s->nslots = calloc((size_t)G + 1, sizeof(int));
+	s->link_bytes = calloc((size_t)t->nlinks + 1, sizeof(double));
+	s->link_busy_s = calloc((size_t)t->nlinks + 1, sizeof(double));
+	s->lb = calloc((size_t)t->nlinks + 1, sizeof(double));
+	if (s->busy_s == NULL || s->compute_s == NULL || s->tokens == NULL || s->sent == NULL ||
+	    s->recv == NULL || s->fin == NULL || s->fin2 == NULL || s->comp == NULL ||
+	    s->load == NULL || s->cnt == NULL || s->dst == NULL || s->slot == NULL ||
+	    s->nslots == NULL || s->link_bytes == NULL || s->link_busy_s == NULL || s->lb == NULL) {
+		sim_step_free(s);
+		MOE_FAIL(MOE_ENOMEM, "step: out of memory");
+	}
+	if ((st = sim_traffic_new(G, t->gpus_per_node, &s->tr)) != MOE_OK ||
+	    (o->mode == SIM_STEP_EVENTS && (st = sim_net_new(t, (size_t)G * 16, &s->net)) != MOE_OK)) {
+		sim_step_free(s);
+		return st;
+	}
+	/* local expert slots: GPU-major, so one GPU's loads are contiguous */
+	for (int e = 0; e < E; e++)
+		for (int r = 0; r < pl->nrep[e]; r++)
+			s->nslots[pl->rep[e * R + r] + 1]++;
+	for (int g = 0; g < G; g++)
+		s->nslots[g + 1] += s->nslots[g];
+	{
+		int *cur = malloc((size_t)G * sizeof *cur);
+		if (cur == NULL) {
+			sim_step_free(s);
+			MOE_FAIL(MOE_ENOMEM, "step: out of memory");
+		}
+		memcpy(cur, s->nslots, (size_t)G * sizeof *cur);
+		for (int e = 0; e < E; e++)
+			for (int r = 0; r < pl->nrep[e]; r++)
+				s->slot[e * R + r] = cur[pl->rep[e * R + r]]++;
+		free(cur);
+	}
+	*out = s;
+	return MOE_OK;
+}
+
+/* One all-to-all of the current traffic: times and per-GPU finish. */
+static enum moe_status a2a(struct sim_step *s, int combine, double bpt, double times,
+			   double *fin, struct sim_a2a_result *res)
+{
+	struct sim_a2a_opts ao = {s->o.algo, s->o.dedup, combine, bpt};
+	enum moe_status st;
+
+	if (s->o.mode == SIM_STEP_ANALYTIC) {
+		if ((st = sim_a2a_bound(s->t, s->tr, &ao, fin, s->lb, res)) != MOE_OK)
+			return st;
+		for (int l = 0; l < s->t->nlinks; l++) {
+			s->link_bytes[l] += times * s->lb[l];
+			s->link_busy_s[l] += times * s->lb[l] / s->t->links[l].bw_Bps;
+		}
+		return MOE_OK;
+	}
+	if ((st = sim_a2a_run(s->net, s->t, s->tr, &ao, fin, res)) != MOE_OK)
+		return st;
+	for (int l = 0; l < s->t->nlinks; l++) {
+		s->link_bytes[l] += times * sim_net_link_bytes(s->net, l);
+		s->link_busy_s[l] += times * sim_net_link_busy(s->net, l);
+	}
+	return MOE_OK;
+}
+
+static double expert_time(struct sim_step *s, int g, double scale)
+{
+	int n = s->nslots[g + 1] - s->nslots[g];
+	double buf[64], *l = n <= 64 ? buf : malloc((size_t)n * sizeof *l), t;
+
+	if (l == NULL)
+		return NAN;
+	for (int i = 0; i < n; i++)
+		l[i] = s->load[s->nslots[g] + i] * scale;
+	t = sim_compute_experts_s(&s->k, s->m, l, n, s->t->gpu_slowdown[g]);
+	if (l != buf)
+		free(l);
+	return t;
+}
+
+/* Two micro-batches on a compute and a communication stream (step.h). */
+static double overlap_total(double o, double d, double e, double c)
+{
+	double oa = o, ob = 2 * o;
+	double da = oa + d, db = fmax(da, ob) + d;
+	double ea = fmax(ob, da) + e, eb = fmax(ea, db) + e;
+	double ca = fmax(db, ea) + c, cb = fmax(ca, eb) + c;
+
+	return fmax(cb, eb);
+}
+
+/* Fills one layer's result from its parts (bytes filled by the caller). */
+static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back, double cscale,
+			     double oscale, struct sim_layer_out *r)
+{
+	const struct moe_plan *p = s->plan;
+	int G = s->gpus;
+	int mb = p->micro_batches >= 2 && p->overlap;
+	double div = mb ? 2 : 1, other = 0, emax = 0, eend = 0;
+	struct sim_a2a_result rd, rc;
+	enum moe_status st;
+
+	for (int g = 0; g < G; g++) {
+		double og = oscale * sim_compute_other_s(&s->k, s->m, p->tokens_per_gpu / div,
+							 s->o.context, s->t->gpu_slowdown[g]);
+		double eg = cscale * expert_time(s, g, 1 / div);
+		if (isnan(eg))
+			MOE_FAIL(MOE_ENOMEM, "step: out of memory");
+		s->comp[g] = eg;
+		other = fmax(other, og);
+		emax = fmax(emax, eg);
+		s->busy_s[g] += div * (og + eg);
+		s->compute_s[g] += div * eg;
+	}
+	/* with two micro-batches the network runs once for the half-size
+	 * batch; both moved bytes, so the links count it twice */
+	if ((st = a2a(s, 0, bpt_out / div, div, s->fin, &rd)) != MOE_OK ||
+	    (st = a2a(s, 1, bpt_back / div, div, s->fin2, &rc)) != MOE_OK)
+		return st;
+	if (mb) {
+		r->total_s = overlap_total(other, rd.completion_s, emax, rc.completion_s);
+		r->dispatch_s = 2 * rd.completion_s;
+		r->combine_s = 2 * rc.completion_s;
+		r->compute_s = 2 * emax;
+		r->other_s = 2 * other;
+	} else {
+		for (int g = 0; g < G; g++)
+			eend = fmax(eend, s->fin[g] + s->comp[g]);
+		r->total_s = other + eend + rc.completion_s;
+		r->dispatch_s = rd.completion_s;
+		r->combine_s = rc.completion_s;
+		r->compute_s = emax;
+		r->other_s = other;
+	}
+	r->exposed_s = fmax(0, r->total_s - r->other_s - r->compute_s);
+	r->dispatch_bytes = rd.bytes * div;
+	r->combine_bytes = rc.bytes * div;
+	r->network_bytes = (rd.network_bytes + rc.network_bytes) * div;
+	r->bottleneck_link = rd.bottleneck_link;
+	r->bottleneck_util = rd.bottleneck_util;
+	s->elapsed_s += r->total_s;
+	return MOE_OK;
+}
+
+enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
+			       double *expert_tokens, double *expert_dropped,
+			       struct sim_layer_out *fwd, struct sim_layer_out *bwd)
+{
+	const struct moe_model *m = s->m;
+	const struct moe_plan *p = s->plan;
+	int G = s->gpus, E = m->experts, T = p->tokens_per_gpu;
+	double cap = INFINITY, kept = 0, dropped = 0, maxt = 0;
+	double hd = m->hidden;
+	size_t G2 = (size_t)G * (size_t)G;
+	enum moe_status st;
+
+	if (k < 1 || k > 1024)
+		MOE_FAIL(MOE_EINVAL, "step: top-k %d outside 1..1024", k);
+	memset(fwd, 0, sizeof *fwd);
+	if (bwd != NULL)
+		memset(bwd, 0, sizeof *bwd);
+	if (s->o.capacity_factor > 0)
+		cap = ceil(s->o.capacity_factor * (double)G * T * k / E);
+	memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
+	memset(s->load, 0, (size_t)E * R * sizeof *s->load);
+	if (expert_tokens != NULL)
+		memset(expert_tokens, 0, (size_t)E * R * sizeof *expert_tokens);
+	if (expert_dropped != NULL)
+		memset(expert_dropped, 0, (size_t)E * R * sizeof *expert_dropped);
+	sim_traffic_clear(s->tr);
+	for (int g = 0; g < G; g++)
+		for (long i = 0; i < T; i++) {
+			const int *ex = &experts[((size_t)g * (size_t)T + (size_t)i) * (size_t)k];
+			int n = 0;
+			for (int j = 0; j < k; j++) {
+				int e = ex[j], rank, r = 0;
+				if (e < 0)
+					continue;
+				if (e >= E)
+					MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
+						 m->name);
+				if (s->cnt[e] >= cap) {
+					dropped++;
+					if (expert_dropped != NULL)
+						expert_dropped[e * R]++;
+					continue;
+				}
+				s->cnt[e]++;
+				rank = sim_placement_rank(s->place, e, g, i);
+				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
+					r++;
+				s->load[s->slot[e * R + r]] += 1;
+				if (expert_tokens != NULL)
+					expert_tokens[e * R + r]++;
+				s->dst[n++] = rank;
+				kept++;
+			}
+			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
+				return st;
+		}
+	for (int g = 0; g < G; g++) {
+		double tg = 0;
+		for (int i = s->nslots[g]; i < s->nslots[g + 1]; i++)
+			tg += s->load[i];
+		s->tokens[g] += tg;
+		maxt = fmax(maxt, tg);
+	}
+	{
+		const double *U = s->o.dedup ? s->tr->gpu : s->tr->pairs;
+		for (size_t i = 0; i < G2; i++) {
+			int a = (int)(i / (size_t)G), b = (int)(i % (size_t)G);
+			if (a == b || U[i] == 0)
+				continue;
+			s->sent[a] += U[i] * hd * m->dispatch_bytes;
+			s->recv[b] += U[i] * hd * m->dispatch_bytes;
+			s->sent[b] += U[i] * hd * m->combine_bytes;
+			s->recv[a] += U[i] * hd * m->combine_bytes;
+		}
+	}
+	if ((st = phase(s, hd * m->dispatch_bytes, hd * m->combine_bytes, 1, 1, fwd)) != MOE_OK)
+		return st;
+	fwd->tokens = kept;
+	fwd->dropped = dropped;
+	fwd->imbalance = kept > 0 ? maxt / (kept / G) : 0;
+	if (bwd != NULL && p->phase == MOE_PHASE_TRAINING) {
+		if ((st = phase(s, hd * m->combine_bytes, hd * m->combine_bytes, 2, 2, bwd)) != MOE_OK)
+			return st;
+		bwd->tokens = kept;
+		bwd->dropped = dropped;
+		bwd->imbalance = fwd->imbalance;
+	}
+	return MOE_OK;
+}

@@ -1,0 +1,115 @@
+/* sim/step.h: one MoE layer and one step, from the experts each token was
+ * routed to, on a modeled cluster.
+ *
+ * A layer (forward, prefill or decode), one micro-batch:
+ *
+ *   other      attention, router and shared experts on every GPU (compute.h)
+ *   dispatch   the all-to-all taking each kept token to its experts' GPUs
+ *              (a2a.h), hidden x dispatch_bytes per copy
+ *   experts    each GPU starts when its own data has arrived and computes its
+ *              experts (compute.h); the phase ends with the slowest GPU
+ *   combine    the all-to-all back, hidden x combine_bytes per copy
+ *
+ *   total = other + max over GPUs (dispatch finish + expert time) + combine
+ *
+ * (a barrier before combine: a GPU's results go back only when every GPU
+ * is done, as in all-to-all implementations that do not stream per expert).
+ * exposed = total - other - slowest expert time: communication that nothing
+ * hides.
+ *
+ * Two micro-batches with overlap (plan.micro_batches >= 2 and overlap): each
+ * carries half the tokens; a compute stream runs other(A), other(B),
+ * experts(A), experts(B) and a communication stream dispatch(A),
+ * dispatch(B), combine(A), combine(B), each task starting when its stream
+ * is free and its inputs are ready; the layer ends with the last task.
+ * Layers do not overlap each other.
+ *
+ * Backward (phase training): per layer, after the forward: gradients of the
+ * outputs travel the dispatch direction, the experts compute twice their
+ * forward time, gradients of the inputs travel back the combine direction
+ * (both at combine_bytes), and the other work takes twice its forward time.
+ *
+ * Capacity: with a capacity factor c > 0 each expert accepts at most
+ * ceil(c x tokens x k / experts) token assignments per layer, first come
+ * (source GPU order, then token order) first served; the rest are dropped
+ * (not sent, not computed).
+ *
+ * The mode SIM_STEP_ANALYTIC replaces each all-to-all by its bottleneck
+ * bound (sim_a2a_bound): no events.
+ */
+#ifndef MOEKIT_SIM_STEP_H
+#define MOEKIT_SIM_STEP_H
+
+#include "moe/error.h"
+#include "moe/model.h"
+#include "sim/a2a.h"
+#include "sim/compute.h"
+#include "sim/net.h"
+#include "sim/place.h"
+#include "sim/topo.h"
+
+enum sim_step_mode { SIM_STEP_EVENTS, SIM_STEP_ANALYTIC };
+
+struct sim_step_opts {
+	enum sim_a2a_algo algo;
+	int dedup;
+	enum sim_step_mode mode;
+	double capacity_factor;  /* 0: no limit */
+	double context;          /* cached tokens per sequence when decoding */
+};
+
+/* Results of one layer in one phase (store_layer_row's fields). */
+struct sim_layer_out {
+	double dispatch_s, compute_s, combine_s, other_s, exposed_s, total_s;
+	double dispatch_bytes, combine_bytes, network_bytes;
+	double tokens, dropped, imbalance;
+	int bottleneck_link;     /* of the dispatch, -1 none */
+	double bottleneck_util;
+};
+
+struct sim_step {
+	const struct moe_model *m;
+	const struct moe_plan *plan;
+	struct sim_step_opts o;
+	struct sim_topo *t;          /* borrowed */
+	struct sim_net *net;
+	struct sim_traffic *tr;
+	struct sim_placement *place; /* borrowed */
+	struct sim_compute k;
+	int gpus;
+	/* per GPU, accumulated over the layers simulated */
+	double *busy_s, *compute_s, *tokens, *sent, *recv;
+	/* per link, accumulated: bytes and busy time (network-model runs) */
+	double *link_bytes, *link_busy_s;
+	double elapsed_s;            /* sum of layer totals */
+	/* scratch */
+	double *fin, *fin2, *comp, *load, *lb;
+	int *cnt, *dst;
+	int *slot;                   /* experts x replicas: index in its GPU's loads */
+	int *nslots;                 /* per GPU */
+};
+
+/* Prepares the simulation of model m on cluster c (its GPU) with plan p on
+ * topology t (the EP
+ * group: t->gpus must equal p->ep) with placement pl (borrowed, like m, p
+ * and t; all must outlive the step).  Returns MOE_OK and *out (free with
+ * sim_step_free); MOE_EINVAL when the plan does not match the topology;
+ * MOE_ENOMEM. */
+enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster *c,
+			     const struct moe_plan *p,
+			     struct sim_topo *t, struct sim_placement *pl,
+			     const struct sim_step_opts *o, struct sim_step **out);
+void sim_step_free(struct sim_step *s);
+
+/* Simulates one MoE layer.  experts: gpus x tokens x k expert ids (row
+ * major: GPU, token, choice; -1 = none), tokens per GPU as in the plan.
+ * expert_tokens and expert_dropped (experts x SIM_PLACE_MAX_REPLICAS
+ * entries each, may be NULL) receive per expert replica the assignments
+ * kept and dropped.  fwd gets the forward (or decode) layer, bwd (may be
+ * NULL; only filled in phase training) the backward.  Returns MOE_OK,
+ * MOE_EINVAL for an expert id out of range, MOE_ENOMEM. */
+enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
+			       double *expert_tokens, double *expert_dropped,
+			       struct sim_layer_out *fwd, struct sim_layer_out *bwd);
+
+#endif

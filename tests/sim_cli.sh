@@ -1,0 +1,131 @@
+#!/bin/sh
+# End-to-end tests of `moekit sim`: the json shape scripts rely on, top-1
+# moving fewer bytes than top-2 on the same draws, determinism, a skewed
+# pattern making the GPU of the hottest expert the busiest, the store, the
+# analytic mode next to the event model, and usage errors (exit 2).
+set -u
+: "${MOEKIT:?}" "${PYTHON3:=python3}"
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() { # check NAME EXPECTED_RC CMD...
+	name=$1 want=$2
+	shift 2
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
+	else
+		echo "ok: $name"
+	fi
+}
+
+py() { # py NAME SCRIPT: run SCRIPT with j = the json in $tmp/out; fails on exception
+	if ! "$PYTHON3" - "$tmp/out" "$2" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+PY
+	then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi
+}
+
+base="--model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --tokens-per-gpu 256 --layers 3 --quiet"
+check "top-1 and top-2" 0 "$MOEKIT" sim $base --top-k 2,1 --format json
+cp "$tmp/out" "$tmp/k12.json"
+py "json shape" '
+r = j["runs"]
+assert [x["top_k"] for x in r] == [1, 2], r
+for x in r:
+    for key in ("run_id", "top_k", "step_time_s", "tokens_per_s", "layers", "bottleneck",
+                "busiest_gpu", "idlest_gpu", "imbalance", "dropped"):
+        assert key in x, key
+    assert x["run_id"] is None
+    assert len(x["layers"]) == 3
+    for l in x["layers"]:
+        for key in ("layer", "phase", "dispatch_s", "compute_s", "combine_s", "exposed_s", "total_s"):
+            assert key in l, key
+    assert x["bottleneck"]["utilization"] > 0
+    assert abs(x["tokens"] + x["dropped"] - 3 * 16 * 256 * x["top_k"]) < 1e-9
+'
+py "top-1 moves fewer bytes than top-2" '
+r = j["runs"]
+assert r[0]["network_bytes"] < r[1]["network_bytes"], r
+assert r[0]["step_time_s"] < r[1]["step_time_s"]
+'
+check "same inputs, same output" 0 "$MOEKIT" sim $base --top-k 2,1 --format json
+cmp -s "$tmp/out" "$tmp/k12.json" || { echo "FAIL: output differs between runs"; fail=1; }
+
+check "zipf pattern" 0 "$MOEKIT" sim $base --pattern zipf:1.5 --placement contiguous --format json
+py "skew: busiest GPU well above the idlest, imbalance > 1.5" '
+x = j["runs"][0]
+assert x["busiest_gpu"]["busy_s"] > 1.5 * x["idlest_gpu"]["busy_s"], x
+assert x["imbalance"] > 1.5, x["imbalance"]
+'
+check "balanced placement with replicas" 0 "$MOEKIT" sim $base --pattern zipf:1.5 --placement balanced --redundant-experts 8 --format json
+cp "$tmp/out" "$tmp/bal.json"
+"$MOEKIT" sim $base --pattern zipf:1.5 --placement contiguous --format json > "$tmp/out"
+"$PYTHON3" -c '
+import json, sys
+b = json.load(open(sys.argv[1]))["runs"][0]; c = json.load(open(sys.argv[2]))["runs"][0]
+assert b["imbalance"] < c["imbalance"], (b["imbalance"], c["imbalance"])
+' "$tmp/bal.json" "$tmp/out" && echo "ok: balanced placement lowers imbalance" || { echo "FAIL: balanced imbalance"; fail=1; }
+
+"$MOEKIT" sim $base --format json > "$tmp/direct.json"
+for a in hierarchical nvlink-forward; do
+	check "algorithm $a" 0 "$MOEKIT" sim $base --algorithm $a --format json
+	"$PYTHON3" -c '
+import json, sys
+x = json.load(open(sys.argv[1]))["runs"][0]; d = json.load(open(sys.argv[2]))["runs"][0]
+assert x["network_bytes"] < d["network_bytes"], (x["network_bytes"], d["network_bytes"])
+' "$tmp/out" "$tmp/direct.json" && echo "ok: $a moves fewer network bytes than direct" ||
+		{ echo "FAIL: $a network bytes"; fail=1; }
+done
+
+check "analytic mode" 0 "$MOEKIT" sim $base --mode analytic --format json
+cp "$tmp/out" "$tmp/an.json"
+"$MOEKIT" sim $base --format json > "$tmp/out"
+"$PYTHON3" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["runs"][0]; e = json.load(open(sys.argv[2]))["runs"][0]
+rel = abs(a["step_time_s"] - e["step_time_s"]) / e["step_time_s"]
+assert rel < 0.2, rel
+print("ok: analytic within %.3f%% of events" % (100 * rel))
+' "$tmp/an.json" "$tmp/out" || { echo "FAIL: analytic vs events"; fail=1; }
+
+check "training with overlapped micro-batches" 0 "$MOEKIT" sim $base --phase training --overlap --format json
+py "forward and backward rows" '
+ph = [l["phase"] for l in j["runs"][0]["layers"]]
+assert ph == ["forward", "backward"] * 3, ph
+'
+check "decode" 0 "$MOEKIT" sim $base --phase decode --tokens-per-gpu 8 --format json
+check "table output" 0 "$MOEKIT" sim $base --top-k 1,2
+grep -q "^# comparison" "$tmp/out" || { echo "FAIL: no comparison table"; fail=1; }
+grep -q "^# bottleneck link" "$tmp/out" || { echo "FAIL: no bottleneck line"; fail=1; }
+
+check "store the run" 0 "$MOEKIT" sim $base --top-k 1,2 --db "$tmp/s.db" --format json
+py "run ids" 'assert [x["run_id"] for x in j["runs"]] == [1, 2], j["runs"]'
+check "db export" 0 "$MOEKIT" db export 2 --db "$tmp/s.db" --format json
+py "stored rows" '
+assert j["run"]["status"] == "done", j["run"]
+assert len(j["layers"]) == 3 and len(j["gpus"]) == 16, (len(j["layers"]), len(j["gpus"]))
+assert len(j["experts"]) == 3 * 64 and len(j["links"]) > 0 and len(j["link_samples"]) > 0
+assert len(j["spans"]) == 9
+m = {r["name"]: r["value"] for r in j["metrics"]}
+assert m["step_time_s"] > 0 and m["tokens_per_s"] > 0, m
+assert sum(r["tokens"] for r in j["experts"]) == 3 * 16 * 256 * 2
+'
+
+check "EP larger than the cluster" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100 --ep 16
+grep -q -- "--ep" "$tmp/err" || { echo "FAIL: --ep not named"; fail=1; }
+check "EP not whole nodes" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 12
+check "bad pattern" 2 "$MOEKIT" sim $base --pattern zipf:x
+check "bad top-k" 2 "$MOEKIT" sim $base --top-k 0
+check "top-k above experts" 2 "$MOEKIT" sim $base --top-k 65
+check "bad mode" 2 "$MOEKIT" sim $base --mode fast
+check "slow GPU outside" 2 "$MOEKIT" sim $base --slow-gpu 16=2
+check "unknown link" 2 "$MOEKIT" sim $base --slow-link n5.nic0.up=2
+check "missing model" 2 "$MOEKIT" sim --cluster dgx-h100
+check "unknown model" 1 "$MOEKIT" sim --model nosuch --cluster dgx-h100
+check "--help" 0 "$MOEKIT" sim --help
+exit $fail
