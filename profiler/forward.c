@@ -55,7 +55,6 @@ const char *prof_stage_name(enum prof_stage s)
 }
 
 typedef void (*kern_fn)(int kc, const float *A, const float *B, float *C, size_t ldc, int acc);
-typedef void (*act_fn)(const float *c, float *out8);
 
 /* One virtual expert: the routed ones, then the shared experts as one more
  * whose rows are all the tokens. */
@@ -492,18 +491,46 @@ static void tile_gemm(struct prof_forward *f, const struct tile *t, const float 
 	}
 }
 
+/* SiLU(gate) * up of a gate_up tile into the down GEMM's packed A panels.
+ * Per (row block, panel) the 6 rows x 8 features land in 48 contiguous
+ * floats (k-major, 6 rows per k), so they are computed into a small block
+ * and copied out in that order: contiguous stores instead of a stride-6
+ * scatter.  Padding rows (zero input) give zero.  Defined twice, once with
+ * the AVX2 activation inlined (same target, so the compiler may inline). */
+#define DEFINE_EPILOGUE(NAME, ACT, ATTR)                                                         \
+	ATTR static void NAME(const float *C, size_t ldc, const struct tile *t, int F, size_t nb, \
+			      float *a2)                                                          \
+	{                                                                                         \
+		for (int ib = t->ib0; ib < t->ib1; ib++)                                          \
+			for (int p = t->p0; p < t->p1; p++) {                                     \
+				float h[MR][8];                                                   \
+				int f0 = p * 8, kb = f0 / KC, k0 = f0 % KC;                       \
+				int nf = F - f0 < 8 ? F - f0 : 8;                                 \
+				int kcb = F - kb * KC < KC ? F - kb * KC : KC;                    \
+				float *dst = a2 + (size_t)kb * KC * nb * MR +                     \
+					     (size_t)ib * kcb * MR + (size_t)k0 * MR;             \
+				const float *cb = C + (size_t)(ib - t->ib0) * MR * ldc +          \
+						  (size_t)(p - t->p0) * NR;                       \
+				for (int i = 0; i < MR; i++)                                      \
+					ACT(cb + (size_t)i * ldc, h[i]);                          \
+				for (int j = 0; j < nf; j++)                                      \
+					for (int i = 0; i < MR; i++)                              \
+						dst[j * MR + i] = h[i][j];                        \
+			}                                                                         \
+	}
+
+DEFINE_EPILOGUE(epilogue_c, act_c, )
+#ifdef PROF_X86
+DEFINE_EPILOGUE(epilogue_avx2, act_avx2, __attribute__((target("avx2,fma"))))
+#endif
+
 static void stage_gate_up(struct prof_forward *f, int tid)
 {
 	float *C = f->scratch[tid];
 	size_t ldc = NCP * NR;
 	int H = f->cfg.hidden;
-	act_fn act = act_c;
 	double act_s = 0;
 
-#ifdef PROF_X86
-	if (f->avx2)
-		act = act_avx2;
-#endif
 	for (;;) {
 		size_t job = atomic_fetch_add(&f->next, 1);
 		if (job >= f->ntiles1)
@@ -513,22 +540,12 @@ static void stage_gate_up(struct prof_forward *f, int tid)
 		tile_gemm(f, t, f->a1 + v->a1, v->w13, H, (size_t)v->np1, C);
 		/* Epilogue: SiLU(gate) * up into A2's packed panels (K = F). */
 		double t0 = now_s();
-		int F = v->ffn;
-		size_t nb = v->nb;
-		float *a2 = f->a2 + v->a2;
-		for (int ib = t->ib0; ib < t->ib1; ib++)
-			for (int i = 0; i < MR; i++) {
-				const float *crow = C + ((size_t)(ib - t->ib0) * MR + (size_t)i) * ldc;
-				for (int p = t->p0; p < t->p1; p++) {
-					float h[8];
-					int f0 = p * 8, kb = f0 / KC, k0 = f0 % KC;
-					int kcb = F - kb * KC < KC ? F - kb * KC : KC;
-					float *dst = a2 + (size_t)kb * KC * nb * MR + (size_t)ib * kcb * MR + i;
-					act(crow + (size_t)(p - t->p0) * NR, h);
-					for (int j = 0; j < 8 && f0 + j < F; j++)
-						dst[(size_t)(k0 + j) * MR] = h[j];
-				}
-			}
+#ifdef PROF_X86
+		if (f->avx2)
+			epilogue_avx2(C, ldc, t, v->ffn, v->nb, f->a2 + v->a2);
+		else
+#endif
+			epilogue_c(C, ldc, t, v->ffn, v->nb, f->a2 + v->a2);
 		act_s += now_s() - t0;
 	}
 	f->act_s[tid] = act_s;
