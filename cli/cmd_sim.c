@@ -10,7 +10,9 @@
 #include "sim/place.h"
 #include "sim/step.h"
 #include "sim/topo.h"
+#include "moe/route.h"
 #include "store/store.h"
+#include "traces/trace.h"
 
 #include <getopt.h>
 #include <gsl/gsl_randist.h>
@@ -33,7 +35,10 @@ static const char usage_text[] =
 	"other without repeats, expert e with probability proportional to its\n"
 	"popularity: uniform (all equal) or zipf:S (the expert of popularity rank r,\n"
 	"ranks a seeded permutation, has weight 1 / (r+1)^S).  Top-k lists re-route\n"
-	"the same draws: top-1 keeps each token's first expert, top-2 its first two.\n\n"
+	"the same draws: top-1 keeps each token's first expert, top-2 its first two.\n"
+	"With --trace, a k below the trace's keeps each token's first k stored\n"
+	"experts; when the trace holds logits any k re-routes them with the model's\n"
+	"routing policy (moe/route.h), so top-1 and top-2 see the same logits.\n\n"
 	"Options:\n"
 	"  --model SPEC          model preset or INI file (required)\n"
 	"  --cluster SPEC        cluster preset, preset:NODES or INI file (required)\n"
@@ -45,7 +50,11 @@ static const char usage_text[] =
 	"  --algorithm ALGO      direct (default), hierarchical or nvlink-forward\n"
 	"  --multipath MODE      spray (default) or ecmp (hash collisions on spines)\n"
 	"  --no-dedup            send one copy per expert, not per GPU or node\n"
-	"  --pattern P           uniform (default) or zipf:S\n"
+	"  --trace FILE          replay a token-level .moetrace (moekit trace): its\n"
+	"                        source ranks must be the EP group's GPUs and its\n"
+	"                        experts the model's; tokens per GPU come from it\n"
+	"  --step N              the trace's step to replay (default 0)\n"
+	"  --pattern P           without --trace: uniform (default) or zipf:S\n"
 	"  --seed N              random seed (default 1)\n"
 	"  --top-k LIST          comma-separated k values, one run each (default the\n"
 	"                        model's top_k), then a side-by-side comparison\n"
@@ -80,7 +89,8 @@ static const char usage_text[] =
 #define MAX_SLOW 64
 
 struct opts {
-	const char *model, *cluster, *db, *label;
+	const char *model, *cluster, *db, *label, *trace;
+	long step;
 	long ep, tokens, redundant, seed, layers, micro, context;
 	int overlap, dedup, have_cf, nk, ks[MAX_K], quiet;
 	double cf, zipf;
@@ -205,7 +215,54 @@ struct ctx {
 	const char *inputs;
 	int kmax, nlayers;
 	struct cli_bar *bar;
+	/* --trace */
+	struct trace_reader *tr;
+	const struct trace_header *th;
+	size_t maxchunk;
+	double *trace_loads;              /* experts: layer 0's loads */
 };
+
+/* Fills rk (gpus x T x k, -1 where a rank has fewer tokens) with layer
+ * `layer` of the trace's step: the stored ids' first k slots, or when the
+ * trace carries logits and k differs from its top-k, the model's routing
+ * policy with k experts applied to those logits (moe/route.h). */
+static enum moe_status trace_layer(struct ctx *x, int layer, int k, int *rk,
+				   const struct moe_route_policy *pol, struct moe_route_workspace *ws,
+				   int32_t *ids, float *wts, int *fill)
+{
+	const struct trace_chunk *ch;
+	int G = x->t->gpus, T = x->plan->tokens_per_gpu, tk = (int)x->th->top_k;
+	int reroute = ws != NULL;
+	enum moe_status st;
+
+	for (size_t i = 0; i < (size_t)G * (size_t)T * (size_t)k; i++)
+		rk[i] = -1;
+	memset(fill, 0, (size_t)G * sizeof *fill);
+	if ((st = trace_reader_seek(x->tr, (uint64_t)x->o->step, (uint32_t)layer)) != MOE_OK)
+		return st == MOE_ENOTFOUND ? moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld",
+						       x->o->trace, layer, x->o->step) : st;
+	for (;;) {
+		if ((st = trace_reader_next(x->tr, &ch)) != MOE_OK)
+			return st;
+		if (ch == NULL || ch->step != (uint64_t)x->o->step || ch->layer != (uint32_t)layer)
+			break;
+		if (reroute) {
+			struct moe_route_out out = {ids, wts, NULL, NULL, 0, 0};
+			if ((st = moe_route_batch(pol, ws, ch->logits, ch->n, &out)) != MOE_OK)
+				return st;
+		}
+		for (size_t i = 0; i < ch->n; i++) {
+			int r = (int)ch->ranks[i], slot = fill[r]++;
+			int *dst = &rk[((size_t)r * (size_t)T + (size_t)slot) * (size_t)k];
+			if (slot >= T)
+				return moe_error(MOE_EINVAL, "--trace %s: rank %d has more than %d tokens in layer %d",
+						 x->o->trace, r, T, layer);
+			for (int j = 0; j < k; j++)
+				dst[j] = reroute ? ids[i * (size_t)k + (size_t)j] : ch->ids[i * (size_t)tk + (size_t)j];
+		}
+	}
+	return MOE_OK;
+}
 
 static int simulate(struct ctx *x, int k, struct runres *rr)
 {
@@ -221,7 +278,11 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	gsl_ran_discrete_t *tab = NULL;
 	enum moe_status s = MOE_OK;
 	int64_t id = 0;
-	int rc = 0, running = 0;
+	int rc = 0, running = 0, *fill = NULL;
+	struct moe_route_policy pol;
+	struct moe_route_workspace *ws = NULL;
+	int32_t *rids = NULL;
+	float *rw = NULL;
 	double t_layer = 0, dense_s = 0;
 
 	memset(rr, 0, sizeof *rr);
@@ -233,7 +294,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	et = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *et);
 	ed = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *ed);
 	before = malloc(((size_t)L + 1) * sizeof *before);
-	routes = malloc((size_t)G * (size_t)T * (size_t)x->kmax * sizeof *routes);
+	routes = malloc((size_t)G * (size_t)T * (size_t)(x->tr ? 1 : x->kmax) * sizeof *routes);
 	rk = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk);
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
 	if (loads == NULL || et == NULL || ed == NULL || before == NULL || routes == NULL ||
@@ -241,11 +302,37 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		s = moe_error(MOE_ENOMEM, "out of memory for %d GPUs x %d tokens", G, T);
 		goto fail;
 	}
-	for (int e = 0; e < E; e++)
-		loads[e] = x->pop[e] * (double)G * T * k;
-	if ((tab = gsl_ran_discrete_preproc((size_t)E, x->pop)) == NULL) {
-		s = moe_error(MOE_ENOMEM, "out of memory");
-		goto fail;
+	if (x->tr != NULL) {
+		for (int e = 0; e < E; e++)
+			loads[e] = x->trace_loads[e] * k / x->th->top_k;
+		fill = calloc((size_t)G, sizeof *fill);
+		if (fill == NULL) {
+			s = moe_error(MOE_ENOMEM, "out of memory");
+			goto fail;
+		}
+		if (k != (int)x->th->top_k && (x->th->flags & TRACE_F_LOGITS)) {
+			/* re-route the stored logits with k experts; capacity is
+			 * the simulator's (--capacity-factor), not the policy's */
+			if ((s = moe_route_policy_from_model(m, &pol)) != MOE_OK)
+				goto fail;
+			pol.k = k;
+			pol.capacity_factor = 0;
+			if ((s = moe_route_workspace_alloc(&pol, x->maxchunk, &ws)) != MOE_OK)
+				goto fail;
+			rids = malloc(x->maxchunk * (size_t)k * sizeof *rids);
+			rw = malloc(x->maxchunk * (size_t)k * sizeof *rw);
+			if (rids == NULL || rw == NULL) {
+				s = moe_error(MOE_ENOMEM, "out of memory");
+				goto fail;
+			}
+		}
+	} else {
+		for (int e = 0; e < E; e++)
+			loads[e] = x->pop[e] * (double)G * T * k;
+		if ((tab = gsl_ran_discrete_preproc((size_t)E, x->pop)) == NULL) {
+			s = moe_error(MOE_ENOMEM, "out of memory");
+			goto fail;
+		}
 	}
 	if ((s = sim_placement_new(x->plan->placement, E, G, x->t->gpus_per_node, m->groups, loads,
 				   (int)o->redundant, &pl)) != MOE_OK)
@@ -273,11 +360,16 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		int training = x->plan->phase == MOE_PHASE_TRAINING;
 		char what[64];
 
-		/* the same draws for every k: a seed per layer */
-		gsl_rng_set(rng, (unsigned long)o->seed * 1000003UL + (unsigned long)layer);
-		draw_routes(rng, tab, E, (long)G * T, x->kmax, routes);
-		for (long i = 0; i < (long)G * T; i++)
-			memcpy(&rk[i * k], &routes[i * x->kmax], (size_t)k * sizeof *rk);
+		if (x->tr != NULL) {
+			if ((s = trace_layer(x, layer, k, rk, &pol, ws, rids, rw, fill)) != MOE_OK)
+				goto fail;
+		} else {
+			/* the same draws for every k: a seed per layer */
+			gsl_rng_set(rng, (unsigned long)o->seed * 1000003UL + (unsigned long)layer);
+			draw_routes(rng, tab, E, (long)G * T, x->kmax, routes);
+			for (long i = 0; i < (long)G * T; i++)
+				memcpy(&rk[i * k], &routes[i * x->kmax], (size_t)k * sizeof *rk);
+		}
 		for (int l = 0; l < L; l++)
 			before[l] = st->link_bytes[l];
 		if ((s = sim_step_layer(st, rk, k, et, ed, &f, training ? &b : NULL)) != MOE_OK)
@@ -427,7 +519,9 @@ out:
 		gsl_ran_discrete_free(tab);
 	if (rng != NULL)
 		gsl_rng_free(rng);
-	free(loads); free(et); free(ed); free(before); free(routes); free(rk);
+	free(loads); free(et); free(ed); free(before); free(routes); free(rk); free(fill);
+	free(rids); free(rw);
+	moe_route_workspace_free(ws);
 	sim_step_free(st);
 	sim_placement_free(pl);
 	return rc;
@@ -564,6 +658,7 @@ int cmd_sim(int argc, char **argv)
 		{"slow-link", required_argument, NULL, 'l'}, {"db", required_argument, NULL, 'd'},
 		{"label", required_argument, NULL, 'B'}, {"format", required_argument, NULL, 'f'},
 		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+		{"trace", required_argument, NULL, 'r'}, {"step", required_argument, NULL, 'S'},
 		{NULL, 0, NULL, 0},
 	};
 	struct opts o;
@@ -677,6 +772,8 @@ int cmd_sim(int argc, char **argv)
 			o.nsl++;
 			break;
 		case 'd': o.db = optarg; break;
+		case 'r': o.trace = optarg; break;
+		case 'S': if (!cli_parse_long("sim", "--step", optarg, 0, 1L << 40, &o.step)) return 2; break;
 		case 'B': o.label = optarg; break;
 		case 'f': if (!cli_parse_format("sim", optarg, &o.fmt)) return 2; break;
 		case 'q': o.quiet = 1; break;
@@ -722,6 +819,98 @@ int cmd_sim(int argc, char **argv)
 			return cli_usage("sim", "--top-k: %d is more than the %d experts of %s", o.ks[i],
 					 m.experts, m.name);
 	qsort(o.ks, (size_t)o.nk, sizeof o.ks[0], cmp_int);
+	memset(&x, 0, sizeof x);
+	if (o.trace != NULL) {
+		const struct trace_header *h;
+		const struct trace_chunk *ch;
+		int *cnt = NULL, nl;
+		if ((st = trace_reader_open(o.trace, &x.tr)) != MOE_OK)
+			return cli_fail("sim", st);
+		h = x.th = trace_reader_header(x.tr);
+		if (h->flags & TRACE_F_COUNTS) {
+			rc = cli_fail("sim", moe_error(MOE_EUNSUPPORTED, "--trace %s: count-level traces are "
+					"not supported by sim yet (token level needed)", o.trace));
+			goto out;
+		}
+		if ((int)h->experts != m.experts) {
+			rc = cli_usage("sim", "--trace %s: %u experts, but model %s has %d", o.trace,
+				       h->experts, m.name, m.experts);
+			goto out;
+		}
+		if ((int)h->ranks != plan.ep) {
+			rc = cli_usage("sim", "--trace %s: %u source ranks, but the EP group has %d GPUs "
+				       "(use --ep %u or moekit trace rescale)", o.trace, h->ranks, plan.ep,
+				       h->ranks);
+			goto out;
+		}
+		nl = (int)h->layers < m.moe_layers ? (int)h->layers : m.moe_layers;
+		if ((int)h->layers != m.moe_layers && !(o.layers > 0 && o.layers <= (long)h->layers)) {
+			rc = cli_usage("sim", "--trace %s: %u MoE layers, but model %s has %d (give --layers "
+				       "N <= %u to simulate part of it)", o.trace, h->layers, m.name,
+				       m.moe_layers, h->layers);
+			goto out;
+		}
+		if (o.layers > 0 && o.layers < nl)
+			nl = (int)o.layers;
+		for (int i = 0; i < o.nk; i++)
+			if (o.ks[i] != (int)h->top_k && !(h->flags & TRACE_F_LOGITS)
+			    && o.ks[i] > (int)h->top_k) {
+				rc = cli_usage("sim", "--top-k %d: the trace %s holds %u experts per token and "
+					       "no logits to re-route", o.ks[i], o.trace, h->top_k);
+				goto out;
+			}
+		/* tokens per rank: the most any rank has in a simulated layer */
+		cnt = calloc((size_t)h->ranks, sizeof *cnt);
+		x.trace_loads = calloc((size_t)m.experts, sizeof *x.trace_loads);
+		if (cnt == NULL || x.trace_loads == NULL) {
+			free(cnt);
+			rc = cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+			goto out;
+		}
+		plan.tokens_per_gpu = 0;
+		for (int l = 0; l < nl; l++) {
+			memset(cnt, 0, (size_t)h->ranks * sizeof *cnt);
+			if ((st = trace_reader_seek(x.tr, (uint64_t)o.step, (uint32_t)l)) != MOE_OK) {
+				free(cnt);
+				if (st == MOE_ENOTFOUND)
+					st = moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld", o.trace, l,
+						       o.step);
+				rc = cli_fail("sim", st);
+				goto out;
+			}
+			while ((st = trace_reader_next(x.tr, &ch)) == MOE_OK && ch != NULL &&
+			       ch->step == (uint64_t)o.step && ch->layer == (uint32_t)l) {
+				if (ch->n > x.maxchunk)
+					x.maxchunk = ch->n;
+				for (size_t i = 0; i < ch->n; i++)
+					if (++cnt[ch->ranks[i]] > plan.tokens_per_gpu)
+						plan.tokens_per_gpu = cnt[ch->ranks[i]];
+				if (l == 0) {
+					uint64_t *ld = calloc((size_t)m.experts, sizeof *ld);
+					if (ld == NULL) {
+						st = moe_error(MOE_ENOMEM, "out of memory");
+						break;
+					}
+					trace_chunk_loads(ch, ld);
+					for (int e = 0; e < m.experts; e++)
+						x.trace_loads[e] += (double)ld[e];
+					free(ld);
+				}
+			}
+			if (st != MOE_OK) {
+				free(cnt);
+				rc = cli_fail("sim", st);
+				goto out;
+			}
+		}
+		free(cnt);
+		if (plan.tokens_per_gpu < 1) {
+			rc = cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no tokens",
+						       o.trace, o.step));
+			goto out;
+		}
+		o.layers = nl;
+	}
 	/* the EP group is the simulated cluster; other groups run alongside */
 	c = full;
 	if (plan.ep <= full.gpus_per_node) {
@@ -788,12 +977,16 @@ int cmd_sim(int argc, char **argv)
 			   "phase", moe_phase_name(plan.phase), "micro_batches", plan.micro_batches,
 			   "overlap", plan.overlap, "layers", (int)(o.layers > 0 ? o.layers : m.moe_layers),
 			   "mode", o.mode == SIM_STEP_ANALYTIC ? "analytic" : "events");
+	if (inputs != NULL && o.trace != NULL) {
+		json_object_set_new(inputs, "trace", json_string(o.trace));
+		json_object_set_new(inputs, "step", json_integer(o.step));
+		json_object_set_new(inputs, "tokens_per_gpu", json_integer(plan.tokens_per_gpu));
+	}
 	inputs_txt = inputs ? json_dumps(inputs, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	if (o.db != NULL && (st = store_open(o.db, STORE_WRITE, &db)) != MOE_OK) {
 		rc = cli_fail("sim", st);
 		goto out;
 	}
-	memset(&x, 0, sizeof x);
 	x.o = &o;
 	x.m = &m;
 	x.c = &c;
@@ -829,5 +1022,7 @@ out:
 	free(pop);
 	store_close(db);
 	sim_topo_free(t);
+	trace_reader_close(x.tr);
+	free(x.trace_loads);
 	return rc;
 }

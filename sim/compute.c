@@ -10,7 +10,7 @@ void sim_compute_init(struct sim_compute *k, const struct moe_cluster *c, const 
 	k->hbm_Bps = c->hbm_Bps;
 	k->launch_s = c->launch_s;
 	k->eff_max = c->compute_efficiency;
-	k->m_half = 128;
+	k->m_half = c->m_half > 0 ? c->m_half : 128;
 }
 
 double sim_compute_eff(const struct sim_compute *k, double rows)

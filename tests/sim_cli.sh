@@ -116,6 +116,36 @@ assert m["step_time_s"] > 0 and m["tokens_per_s"] > 0, m
 assert sum(r["tokens"] for r in j["experts"]) == 3 * 16 * 256 * 2
 '
 
+# replaying traces (written by moekit trace gen)
+tr="$tmp/o.moetrace"
+check "generate a trace" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 \
+	--tokens-per-rank 256 --zipf 1.2 --logits --seed 3 -o "$tr" -q
+check "replay with top-1 and top-2" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 \
+	--ep 16 --trace "$tr" --layers 3 --top-k 1,2 --quiet --db "$tmp/t.db" --format json
+py "trace: top-1 moves fewer bytes, tokens conserved" '
+r = j["runs"]
+assert r[0]["network_bytes"] < r[1]["network_bytes"]
+for x in r:
+    assert x["tokens"] + x["dropped"] == 3 * 16 * 256 * x["top_k"], x["tokens"]
+'
+check "db export of the top-2 replay" 0 "$MOEKIT" db export 2 --db "$tmp/t.db" --format json
+py "skewed trace: the GPU with the most expert tokens is the busiest" '
+g = max(j["gpus"], key=lambda r: r["tokens"])
+b = max(j["gpus"], key=lambda r: r["busy_s"])
+assert g["gpu"] == b["gpu"], (g, b)
+assert g["tokens"] > 1.3 * sum(r["tokens"] for r in j["gpus"]) / len(j["gpus"])
+'
+check "trace ranks differ from EP" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 8 --trace "$tr" --layers 3
+grep -q "16 source ranks" "$tmp/err" || { echo "FAIL: ranks message"; fail=1; }
+check "trace experts differ from the model" 2 "$MOEKIT" sim --model mixtral-8x7b --cluster dgx-h100:2 --ep 8 --trace "$tr" --layers 3
+check "trace layers differ from the model" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tr"
+check "no trace file" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/none.moetrace"
+check "trace without logits" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 -o "$tmp/nl.moetrace" -q
+check "top-k above the trace's without logits" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 9
+check "top-k below the trace's without logits" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 2
+check "count-level trace" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 --counts -o "$tmp/c.moetrace" -q
+check "count-level trace is refused" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/c.moetrace" --layers 3
+
 check "EP larger than the cluster" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100 --ep 16
 grep -q -- "--ep" "$tmp/err" || { echo "FAIL: --ep not named"; fail=1; }
 check "EP not whole nodes" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 12
