@@ -19,7 +19,7 @@ endif
 
 moekit_SOURCES += cli/cmd_net.c
 TESTS += tests/sim_net.sh tests/sim_cli.sh
-EXTRA_DIST += tests/sim_net.sh tests/sim_cli.sh tests/data/sim/two-into-one.txt
+EXTRA_DIST += tests/sim_net.sh tests/sim_cli.sh tests/data/sim/two-into-one.txt docs/sim.md
 
 EXTRA_PROGRAMS += bench/bench_net
 BENCHMARKS += bench/bench_net
