@@ -946,6 +946,42 @@ START_TEST(test_text_roundtrip)
 		ck_assert_uint_eq(trace_reader_tokens(r), 2 * 3 * 25);
 		trace_reader_close(r);
 	}
+	/* Awkward floats survive JSONL and CSV bit for bit: -0, the smallest
+	 * subnormal, the largest float, a value needing all 9 digits. */
+	{
+		static const float v[4] = {-0.0f, 1.40129846e-45f, 3.40282347e38f, 0.1f + 1e-8f};
+		float lg[4], w[4];
+		int32_t ids[4] = {0, 1, 2, 3};
+		struct trace_header h;
+		struct trace_writer *w8;
+		size_t n;
+		const char *fmts[2] = {"f.jsonl", "f.csv"};
+		trace_header_init(&h, 1, 4, 1, 1);
+		h.flags = TRACE_F_WEIGHTS | TRACE_F_LOGITS;
+		ck_assert_int_eq(trace_writer_open(tpath("f.moetrace"), &h, NULL, &w8), MOE_OK);
+		for (int t = 0; t < 4; t++) {
+			float row[4] = {v[t], v[(t + 1) % 4], v[(t + 2) % 4], v[(t + 3) % 4]};
+			ck_assert_int_eq(trace_writer_add_tokens(w8, 0, 0, 1, NULL, ids + t, v + t, row),
+					 MOE_OK);
+		}
+		ck_assert_int_eq(trace_writer_close(w8), MOE_OK);
+		for (int f = 0; f < 2; f++) {
+			trace_import_opts_init(&io);
+			io.experts = 4;
+			ck_assert_int_eq(trace_export(tpath("f.moetrace"), tpath(fmts[f]), &eo), MOE_OK);
+			ck_assert_msg(trace_import(tpath(fmts[f]), tpath("f2.moetrace"), &io) == MOE_OK, "%s",
+				      moe_errmsg());
+			read_layer(tpath("f2.moetrace"), 0, NULL, w, NULL, NULL, &n);
+			ck_assert_uint_eq(n, 4);
+			ck_assert_mem_eq(w, v, sizeof v);
+			if (f == 0) {
+				float all[16];
+				read_layer(tpath("f2.moetrace"), 0, NULL, NULL, all, NULL, &n);
+				ck_assert_mem_eq(all, v, sizeof v);
+				(void)lg;
+			}
+		}
+	}
 	write_synth(tpath("tw.moetrace"), &y2, 0, 0);
 	text_roundtrip(tpath("tw.moetrace"), "jsonl", 6);
 	text_roundtrip(tpath("tw.moetrace"), "csv", 6);

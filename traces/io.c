@@ -1629,6 +1629,16 @@ static int selected(const struct trace_export_opts *o, const struct trace_chunk 
 
 #define NPY_HDR 256
 
+/* Prints a float for JSON with 9 significant digits (exact for float32).
+ * Negative zero is written "-0.0": "-0" would parse as the integer 0. */
+static void json_float(FILE *f, const char *sep, float v)
+{
+	if (v == 0 && signbit(v))
+		fprintf(f, "%s-0.0", sep);
+	else
+		fprintf(f, "%s%.9g", sep, (double)v);
+}
+
 static void npy_write_header(FILE *f, const char *descr, const uint64_t *shape, int nd)
 {
 	char h[NPY_HDR];
@@ -1770,14 +1780,13 @@ enum moe_status trace_export(const char *in, const char *out, const struct trace
 				if (wt) {
 					fputs(",\"weights\":[", x.f);
 					for (uint32_t j = 0; j < h->top_k; j++)
-						fprintf(x.f, "%s%.9g", j ? "," : "", (double)wt[j]);
+						json_float(x.f, j ? "," : "", wt[j]);
 					fputc(']', x.f);
 				}
 				if (c->logits) {
 					fputs(",\"logits\":[", x.f);
 					for (uint32_t e = 0; e < h->experts; e++)
-						fprintf(x.f, "%s%.9g", e ? "," : "",
-							(double)c->logits[t * h->experts + e]);
+						json_float(x.f, e ? "," : "", c->logits[t * h->experts + e]);
 					fputc(']', x.f);
 				}
 				fputs("}\n", x.f);
