@@ -8,6 +8,7 @@
  * source (expected counts, no sampling noise).
  *
  * Usage: bench_net [--gpus N[,N...]] [--cluster NAME] [--multipath spray|ecmp]
+ *                  [--coalesce REL]  (sim_net_set_coalesce; default exact)
  * Prints one row per case: flows, events, simulated time, wall time,
  * events/s, flows/s and the peak resident memory of the process.
  */
@@ -33,6 +34,8 @@ static double now_s(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double coalesce;
 
 static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 {
@@ -60,6 +63,7 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 		fprintf(stderr, "bench_net: %s\n", moe_errmsg());
 		return 1;
 	}
+	sim_net_set_coalesce(n, coalesce);
 	w = malloc((size_t)gpus * sizeof *w);
 	perm = malloc((size_t)gpus * sizeof *perm);
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -107,15 +111,18 @@ int main(int argc, char **argv)
 			gpus_list = argv[++i];
 		else if (strcmp(argv[i], "--cluster") == 0 && i + 1 < argc)
 			cluster = argv[++i];
+		else if (strcmp(argv[i], "--coalesce") == 0 && i + 1 < argc)
+			coalesce = atof(argv[++i]);
 		else if (strcmp(argv[i], "--multipath") == 0 && i + 1 < argc)
 			mp = strcmp(argv[++i], "ecmp") == 0 ? SIM_MULTIPATH_ECMP : SIM_MULTIPATH_SPRAY;
 		else {
 			fprintf(stderr, "usage: bench_net [--gpus N[,N...]] [--cluster NAME] "
-					"[--multipath spray|ecmp]\n");
+					"[--multipath spray|ecmp] [--coalesce REL]\n");
 			return 2;
 		}
 	}
-	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed 42\n");
+	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed 42, "
+	       "coalesce %g\n", coalesce);
 	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %12s %12s %8s\n", "cluster", "gpus", "traffic",
 	       "paths", "flows", "events", "sim_s", "wall_s", "events/s", "flows/s", "maxrss_MB");
 	snprintf(buf, sizeof buf, "%s", gpus_list);

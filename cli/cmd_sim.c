@@ -67,6 +67,8 @@ static const char usage_text[] =
 	"  --layers N            simulate only the first N MoE layers\n"
 	"  --mode MODE           events (default: the flow network) or analytic (the\n"
 	"                        bottleneck-link bound per all-to-all, no events)\n"
+	"  --coalesce REL        end flows due within REL x t of an event with it (fewer\n"
+	"                        events, times off by about REL; default 0: exact)\n"
 	"  --slow-gpu G=F        GPU G of the EP group computes F times slower\n"
 	"  --slow-link NAME=F    link NAME has 1/F of its bandwidth (moekit net names)\n"
 	"  --db FILE             store the run in FILE (see docs/schema.md)\n"
@@ -93,7 +95,7 @@ struct opts {
 	long step;
 	long ep, tokens, redundant, seed, layers, micro, context;
 	int overlap, dedup, have_cf, nk, ks[MAX_K], quiet;
-	double cf, zipf;
+	double cf, zipf, coalesce;
 	enum moe_placement placement;
 	enum moe_phase phase;
 	int have_placement, have_phase;
@@ -271,7 +273,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	int G = x->t->gpus, E = m->experts, T = x->plan->tokens_per_gpu, L = x->t->nlinks;
 	struct sim_placement *pl = NULL;
 	struct sim_step *st = NULL;
-	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0};
+	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0, o->coalesce};
 	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL;
 	int *routes = NULL, *rk = NULL;
 	gsl_rng *rng = NULL;
@@ -659,6 +661,7 @@ int cmd_sim(int argc, char **argv)
 		{"label", required_argument, NULL, 'B'}, {"format", required_argument, NULL, 'f'},
 		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
 		{"trace", required_argument, NULL, 'r'}, {"step", required_argument, NULL, 'S'},
+		{"coalesce", required_argument, NULL, 'Q'},
 		{NULL, 0, NULL, 0},
 	};
 	struct opts o;
@@ -773,6 +776,7 @@ int cmd_sim(int argc, char **argv)
 			break;
 		case 'd': o.db = optarg; break;
 		case 'r': o.trace = optarg; break;
+		case 'Q': if (!cli_parse_double("sim", "--coalesce", optarg, 0, 0.1, &o.coalesce)) return 2; break;
 		case 'S': if (!cli_parse_long("sim", "--step", optarg, 0, 1L << 40, &o.step)) return 2; break;
 		case 'B': o.label = optarg; break;
 		case 'f': if (!cli_parse_format("sim", optarg, &o.fmt)) return 2; break;
@@ -977,6 +981,8 @@ int cmd_sim(int argc, char **argv)
 			   "phase", moe_phase_name(plan.phase), "micro_batches", plan.micro_batches,
 			   "overlap", plan.overlap, "layers", (int)(o.layers > 0 ? o.layers : m.moe_layers),
 			   "mode", o.mode == SIM_STEP_ANALYTIC ? "analytic" : "events");
+	if (inputs != NULL)
+		json_object_set_new(inputs, "coalesce", json_real(o.coalesce));
 	if (inputs != NULL && o.trace != NULL) {
 		json_object_set_new(inputs, "trace", json_string(o.trace));
 		json_object_set_new(inputs, "step", json_integer(o.step));

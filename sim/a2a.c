@@ -63,19 +63,26 @@ enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int
 		if (dst[i] < 0 || dst[i] >= tr->gpus)
 			MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", dst[i],
 				 tr->gpus - 1);
-	for (int i = 0; i < k; i++) {
-		int first_gpu = 1, first_node = 1;
-		for (int j = 0; j < i; j++) {
-			if (dst[j] == dst[i])
-				first_gpu = 0;
-			if (dst[j] / tr->gpus_per_node == dst[i] / tr->gpus_per_node)
-				first_node = 0;
+	{
+		/* nodes once (a division each), then duplicates by comparison */
+		int nodes_buf[64], *nd = k <= 64 ? nodes_buf : NULL;
+		double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
+		double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
+		for (int i = 0; i < k && nd != NULL; i++)
+			nd[i] = dst[i] / tr->gpus_per_node;
+		for (int i = 0; i < k; i++) {
+			int first_gpu = 1, first_node = 1, ni = nd ? nd[i] : dst[i] / tr->gpus_per_node;
+			for (int j = 0; j < i; j++) {
+				int nj = nd ? nd[j] : dst[j] / tr->gpus_per_node;
+				first_gpu &= dst[j] != dst[i];
+				first_node &= nj != ni;
+			}
+			prow[dst[i]] += count;
+			if (first_gpu)
+				grow[dst[i]] += count;
+			if (first_node)
+				nrow[ni] += count;
 		}
-		tr->pairs[src * G + (size_t)dst[i]] += count;
-		if (first_gpu)
-			tr->gpu[src * G + (size_t)dst[i]] += count;
-		if (first_node)
-			tr->node[src * (size_t)tr->nodes + (size_t)(dst[i] / tr->gpus_per_node)] += count;
 	}
 	return MOE_OK;
 }

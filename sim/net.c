@@ -60,6 +60,7 @@ struct sim_net {
 	int *bpos;            /* position of a flow in its bottleneck's list */
 	unsigned epA, epF, epM;
 	int full;             /* recompute whole components (reference mode) */
+	double coalesce;      /* relative window in which ends are one event */
 	/* per link: flows bottlenecked there, their rate, scratch */
 	int **bl, *bln, *blcap;
 	double *lshare, *aold, *amax, *omax, *lnew;
@@ -285,6 +286,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 	n->topo = t;
 	n->L = L;
+	n->coalesce = SIM_TIME_EPS_REL;
 	if (reserve < 64)
 		reserve = 64;
 	if (reserve > (size_t)INT32_MAX / 2)
@@ -368,6 +370,11 @@ void sim_net_reset(struct sim_net *n)
 		n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
+}
+
+void sim_net_set_coalesce(struct sim_net *n, double rel)
+{
+	n->coalesce = rel > SIM_TIME_EPS_REL ? rel : SIM_TIME_EPS_REL;
 }
 
 void sim_net_set_full(struct sim_net *n, int full)
@@ -708,7 +715,8 @@ static int recompute(struct sim_net *n)
 			double bw = n->topo->links[m].bw_Bps;
 			int outside = n->bln[m] > n->abl[m];
 			if (outside && (n->cap[m] > TOL * bw || n->amax[m] > n->lshare[m] * (1 + TOL)))
-				grown += grow_link(n, m);
+				for (int j = 0; j < n->bln[m]; j++)
+					grown += addA(n, n->bl[m][j]);
 		}
 		/* check A's new bottlenecks against the flows outside A on them */
 		n->epM = ++n->epoch;
@@ -801,7 +809,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 
 		if (t == INFINITY)
 			break;
-		lim = t + SIM_TIME_EPS_REL * fabs(t) + SIM_TIME_EPS_ABS;
+		lim = t + n->coalesce * fabs(t) + SIM_TIME_EPS_ABS;
 		n->now = t;
 		n->epoch++;
 		n->ntouched = 0;

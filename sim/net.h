@@ -107,6 +107,15 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
  * may have moved (same result, slower: a reference for tests). */
 void sim_net_set_full(struct sim_net *n, int full);
 
+/* Widens the window in which flow starts and ends count as one event from
+ * the time tolerance (SIM_TIME_EPS_REL, the default) to rel x t: a flow
+ * due to end within rel x t after the current event t ends with it.  Its
+ * recorded end time stays its own; the rates of the others are recomputed
+ * at t, i.e. up to rel x t early, so times can be off by about rel
+ * relative and links' rate integrals fall short of their bytes by as much.
+ * Fewer events for traffic with many distinct flow sizes (Zipf). */
+void sim_net_set_coalesce(struct sim_net *n, double rel);
+
 /* Installs a hook called after every recomputation (NULL removes it). */
 void sim_net_set_rates_hook(struct sim_net *n, sim_net_rates_fn fn, void *user);
 

@@ -70,6 +70,8 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 		sim_step_free(s);
 		return st;
 	}
+	if (s->net != NULL)
+		sim_net_set_coalesce(s->net, o->coalesce);
 	/* local expert slots: GPU-major, so one GPU's loads are contiguous */
 	for (int e = 0; e < E; e++)
 		for (int r = 0; r < pl->nrep[e]; r++)

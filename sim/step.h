@@ -56,6 +56,7 @@ struct sim_step_opts {
 	enum sim_step_mode mode;
 	double capacity_factor;  /* 0: no limit */
 	double context;          /* cached tokens per sequence when decoding */
+	double coalesce;         /* sim_net_set_coalesce window; 0: exact */
 };
 
 /* Results of one layer in one phase (store_layer_row's fields). */

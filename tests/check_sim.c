@@ -705,6 +705,28 @@ START_TEST(a2a_uniform_closed_form_and_determinism)
 }
 END_TEST
 
+START_TEST(net_coalesce_trades_events_for_bounded_error)
+{
+	struct a2a_env e;
+	struct sim_a2a_opts o = {SIM_A2A_DIRECT, 1, 0, 4096};
+	struct sim_a2a_result exact, coarse;
+	uint64_t ev_exact;
+
+	a2a_env_init(&e, 4, 4);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++)
+			ck_assert_int_eq(sim_traffic_add(e.tr, s, d, 100 + 37 * ((s * 7 + d * 13) % 11)), MOE_OK);
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, NULL, &exact), MOE_OK);
+	ev_exact = sim_net_stats(e.n)->events;
+	sim_net_set_coalesce(e.n, 1e-2);
+	ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, NULL, &coarse), MOE_OK);
+	ck_assert_uint_lt(sim_net_stats(e.n)->events, ev_exact);
+	assert_rel(coarse.completion_s, exact.completion_s, 2e-2);
+	ck_assert_double_eq(coarse.network_bytes, exact.network_bytes);
+	a2a_env_free(&e);
+}
+END_TEST
+
 START_TEST(a2a_hot_gpu_is_slowest)
 {
 	struct a2a_env e;
@@ -824,7 +846,7 @@ struct step_env {
 
 static void step_env_init(struct step_env *e, enum sim_step_mode mode, double cf)
 {
-	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0};
+	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0, 0};
 
 	ck_assert_int_eq(moe_model_load("mixtral-8x7b", &e->m), MOE_OK);
 	e->c = cluster(2, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
@@ -934,6 +956,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, a2a_two_stage_send_fewer_network_bytes);
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
+	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
 	tcase_add_test(core, place_kinds);
 	tcase_add_test(core, compute_roofline_worked_example);
 	tcase_add_test(core, step_hot_gpu_and_tokens);
