@@ -23,10 +23,13 @@ enum moe_status sim_traffic_new(int gpus, int gpn, struct sim_traffic **out)
 	tr->pairs = calloc((size_t)gpus * gpus, sizeof(double));
 	tr->gpu = calloc((size_t)gpus * gpus, sizeof(double));
 	tr->node = calloc((size_t)gpus * tr->nodes, sizeof(double));
-	if (tr->pairs == NULL || tr->gpu == NULL || tr->node == NULL) {
+	tr->node_of = malloc((size_t)gpus * sizeof(int));
+	if (tr->pairs == NULL || tr->gpu == NULL || tr->node == NULL || tr->node_of == NULL) {
 		sim_traffic_free(tr);
 		MOE_FAIL(MOE_ENOMEM, "traffic: out of memory for %d GPUs", gpus);
 	}
+	for (int g = 0; g < gpus; g++)
+		tr->node_of[g] = g / gpn;
 	*out = tr;
 	return MOE_OK;
 }
@@ -38,6 +41,7 @@ void sim_traffic_free(struct sim_traffic *tr)
 	free(tr->pairs);
 	free(tr->gpu);
 	free(tr->node);
+	free(tr->node_of);
 	free(tr);
 }
 
@@ -64,18 +68,13 @@ enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int
 			MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", dst[i],
 				 tr->gpus - 1);
 	{
-		/* nodes once (a division each), then duplicates by comparison */
-		int nodes_buf[64], *nd = k <= 64 ? nodes_buf : NULL;
 		double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
 		double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
-		for (int i = 0; i < k && nd != NULL; i++)
-			nd[i] = dst[i] / tr->gpus_per_node;
 		for (int i = 0; i < k; i++) {
-			int first_gpu = 1, first_node = 1, ni = nd ? nd[i] : dst[i] / tr->gpus_per_node;
+			int first_gpu = 1, first_node = 1, ni = tr->node_of[dst[i]];
 			for (int j = 0; j < i; j++) {
-				int nj = nd ? nd[j] : dst[j] / tr->gpus_per_node;
 				first_gpu &= dst[j] != dst[i];
-				first_node &= nj != ni;
+				first_node &= tr->node_of[dst[j]] != ni;
 			}
 			prow[dst[i]] += count;
 			if (first_gpu)

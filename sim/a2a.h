@@ -57,6 +57,7 @@ struct sim_traffic {
 	double *pairs;  /* gpus x gpus, row = source */
 	double *gpu;    /* gpus x gpus */
 	double *node;   /* gpus x nodes */
+	int *node_of;   /* gpus: node of each GPU (a table: no division per token) */
 };
 
 /* Allocates zeroed traffic for gpus GPUs, gpus_per_node per node (must
