@@ -533,10 +533,17 @@ static void print_table(const struct ctx *x, const struct runres *rr, int nr)
 {
 	const struct opts *o = x->o;
 
+	/* csv: one table of every run's layers (the top_k column tells them
+	 * apart); table: a table per run with its summary */
+	struct cli_table *t = NULL;
+
 	for (int r = 0; r < nr; r++) {
-		struct cli_table *t = cli_table_new("layers");
 		size_t nl = json_array_size(rr[r].layers);
 		char b1[32];
+		int fresh = t == NULL;
+
+		if (fresh)
+			t = cli_table_new("layers");
 
 		cli_table_note(t, "moekit sim: model %s, cluster %s, EP %d (%d nodes x %d GPUs), top-%d",
 			       o->model, o->cluster, x->t->gpus, x->t->nodes, x->t->gpus_per_node, rr[r].k);
@@ -546,24 +553,29 @@ static void print_table(const struct ctx *x, const struct runres *rr, int nr)
 			       o->mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray",
 			       o->zipf > 0 ? "zipf" : "uniform", o->seed,
 			       o->mode == SIM_STEP_ANALYTIC ? "analytic" : "events");
-		cli_table_col(t, "layer", CLI_COL_NUM);
-		cli_table_col(t, "phase", CLI_COL_STR);
-		cli_table_col(t, "dispatch_s", CLI_COL_NUM);
-		cli_table_col(t, "compute_s", CLI_COL_NUM);
-		cli_table_col(t, "combine_s", CLI_COL_NUM);
-		cli_table_col(t, "other_s", CLI_COL_NUM);
-		cli_table_col(t, "exposed_s", CLI_COL_NUM);
-		cli_table_col(t, "total_s", CLI_COL_NUM);
-		cli_table_col(t, "network_B", CLI_COL_NUM);
-		cli_table_col(t, "dropped", CLI_COL_NUM);
-		cli_table_col(t, "imbalance", CLI_COL_NUM);
+		if (fresh) {
+			cli_table_col(t, "top_k", CLI_COL_NUM);
+			cli_table_col(t, "layer", CLI_COL_NUM);
+			cli_table_col(t, "phase", CLI_COL_STR);
+			cli_table_col(t, "dispatch_s", CLI_COL_NUM);
+			cli_table_col(t, "compute_s", CLI_COL_NUM);
+			cli_table_col(t, "combine_s", CLI_COL_NUM);
+			cli_table_col(t, "other_s", CLI_COL_NUM);
+			cli_table_col(t, "exposed_s", CLI_COL_NUM);
+			cli_table_col(t, "total_s", CLI_COL_NUM);
+			cli_table_col(t, "network_B", CLI_COL_NUM);
+			cli_table_col(t, "dropped", CLI_COL_NUM);
+			cli_table_col(t, "imbalance", CLI_COL_NUM);
+		}
 		for (size_t i = 0; i < nl; i++) {
 			json_t *l = json_array_get(rr[r].layers, i);
 			const char *keys[] = {"layer", "phase", "dispatch_s", "compute_s", "combine_s",
 					      "other_s", "exposed_s", "total_s", "network_bytes",
 					      "dropped", "imbalance"};
-			char cells[11][40];
-			const char *cp[11];
+			char cells[12][40];
+			const char *cp[12];
+			snprintf(cells[11], sizeof cells[11], "%d", rr[r].k);
+			cp[0] = cells[11];
 			for (int c = 0; c < 11; c++) {
 				json_t *v = json_object_get(l, keys[c]);
 				if (json_is_string(v))
@@ -572,12 +584,15 @@ static void print_table(const struct ctx *x, const struct runres *rr, int nr)
 					snprintf(cells[c], sizeof cells[c], "%lld", (long long)json_integer_value(v));
 				else
 					snprintf(cells[c], sizeof cells[c], "%.6g", json_number_value(v));
-				cp[c] = cells[c];
+				cp[c + 1] = cells[c];
 			}
 			cli_table_row(t, cp);
 		}
-		cli_table_print(t, o->fmt, stdout);
-		cli_table_free(t);
+		if (o->fmt != CLI_FORMAT_CSV || r == nr - 1) {
+			cli_table_print(t, o->fmt, stdout);
+			cli_table_free(t);
+			t = NULL;
+		}
 		if (o->fmt == CLI_FORMAT_TABLE) {
 			printf("# step time %.6g s, %.6g tokens/s", rr[r].step_s, rr[r].tokens_per_s);
 			if (rr[r].run_id > 0)

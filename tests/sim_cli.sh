@@ -103,6 +103,9 @@ check "table output" 0 "$MOEKIT" sim $base --top-k 1,2
 grep -q "^# comparison" "$tmp/out" || { echo "FAIL: no comparison table"; fail=1; }
 grep -q "^# bottleneck link" "$tmp/out" || { echo "FAIL: no bottleneck line"; fail=1; }
 
+check "csv: one table for every k" 0 "$MOEKIT" sim $base --top-k 1,2 --format csv
+[ "$(grep -c '^top_k,layer,phase' "$tmp/out")" -eq 1 ] && [ "$(wc -l < "$tmp/out")" -eq 7 ] ||
+	{ echo "FAIL: csv shape"; cat "$tmp/out"; fail=1; }
 check "store the run" 0 "$MOEKIT" sim $base --top-k 1,2 --db "$tmp/s.db" --format json
 py "run ids" 'assert [x["run_id"] for x in j["runs"]] == [1, 2], j["runs"]'
 check "db export" 0 "$MOEKIT" db export 2 --db "$tmp/s.db" --format json
