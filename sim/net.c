@@ -610,6 +610,16 @@ static int recompute(struct sim_net *n)
 			seed_component(n);
 		}
 		n->st.flow_visits += (uint64_t)n->na;
+		if (n->na > n->nf / 8) {
+			/* a large A: visit it in flow order, which walks the flow
+			 * arrays sequentially (the hardware prefetches) instead of
+			 * jumping between cache lines */
+			int j = 0;
+			for (int f = 0; f < n->nf; f++)
+				if (n->h[f].amark == n->epA)
+					n->alist[j++] = f;
+			n->na = j;
+		}
 		/* the links A crosses: A's old rates, count, bottlenecked count */
 		epL = ++n->epoch;
 		for (int i = 0; i < n->na; i++) {
