@@ -273,7 +273,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	int G = x->t->gpus, E = m->experts, T = x->plan->tokens_per_gpu, L = x->t->nlinks;
 	struct sim_placement *pl = NULL;
 	struct sim_step *st = NULL;
-	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0, o->coalesce};
+	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0};
 	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL;
 	int *routes = NULL, *rk = NULL;
 	gsl_rng *rng = NULL;
@@ -341,6 +341,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		goto fail;
 	if ((s = sim_step_new(m, x->c, x->plan, x->t, pl, &so, &st)) != MOE_OK)
 		goto fail;
+	sim_step_set_coalesce(st, o->coalesce);
 	if (x->db != NULL) {
 		char label[256];
 		struct store_run_meta meta;

@@ -70,8 +70,6 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 		sim_step_free(s);
 		return st;
 	}
-	if (s->net != NULL)
-		sim_net_set_coalesce(s->net, o->coalesce);
 	/* local expert slots: GPU-major, so one GPU's loads are contiguous */
 	for (int e = 0; e < E; e++)
 		for (int r = 0; r < pl->nrep[e]; r++)
@@ -92,6 +90,12 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	}
 	*out = s;
 	return MOE_OK;
+}
+
+void sim_step_set_coalesce(struct sim_step *s, double rel)
+{
+	if (s->net != NULL)
+		sim_net_set_coalesce(s->net, rel);
 }
 
 /* One all-to-all of the current traffic: times and per-GPU finish. */

@@ -56,7 +56,6 @@ struct sim_step_opts {
 	enum sim_step_mode mode;
 	double capacity_factor;  /* 0: no limit */
 	double context;          /* cached tokens per sequence when decoding */
-	double coalesce;         /* sim_net_set_coalesce window; 0: exact */
 };
 
 /* Results of one layer in one phase (store_layer_row's fields). */
@@ -101,6 +100,10 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 			     struct sim_topo *t, struct sim_placement *pl,
 			     const struct sim_step_opts *o, struct sim_step **out);
 void sim_step_free(struct sim_step *s);
+
+/* Sets the network's event coalescing window (sim_net_set_coalesce) for the
+ * layers simulated from now on; 0 (the default) is exact. */
+void sim_step_set_coalesce(struct sim_step *s, double rel);
 
 /* Simulates one MoE layer.  experts: gpus x tokens x k expert ids (row
  * major: GPU, token, choice; -1 = none), tokens per GPU as in the plan.

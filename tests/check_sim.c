@@ -846,7 +846,7 @@ struct step_env {
 
 static void step_env_init(struct step_env *e, enum sim_step_mode mode, double cf)
 {
-	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0, 0};
+	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0};
 
 	ck_assert_int_eq(moe_model_load("mixtral-8x7b", &e->m), MOE_OK);
 	e->c = cluster(2, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
