@@ -1,0 +1,468 @@
+/* tests/check_cuda.c: the CUDA back end (profiler/cuda/cuda_backend.h)
+ * against the CPU: `make check-cuda` on a machine with an NVIDIA GPU.
+ *
+ * For each layer below (random weights and input from a fixed seed, the
+ * weights and input rounded to the device type first, so both sides compute
+ * on the same values):
+ *   - routing: moe_route_batch (moe/route.h) on the GPU's own FP32 logits
+ *     must give the same expert ids, the same loads and drops, and gate
+ *     weights equal to 1e-6 relative (the kernel repeats route.c's float
+ *     operations: they should be bit-identical, and the count is printed);
+ *   - output: the CPU forward pass (profiler/forward.h, FP32) on the same
+ *     rounded weights and input; tokens whose CPU routing differs (logits
+ *     summed in another order can swap near-equal experts) are left out and
+ *     must be at most 1 %; on the others max |gpu - cpu| / max |cpu| < 2e-2
+ *     and ||gpu - cpu|| / ||cpu|| < 1e-2 (BF16 rounds the intermediate
+ *     activations to 8 bits of mantissa);
+ *   - determinism: a second run gives the same output bit for bit;
+ *   - the grouped-GEMM and looped-GEMM paths agree (1e-2 normalized);
+ * then the documented errors (bad device, token counts, NaN logit naming the
+ * token, unsupported policy), the timing harness (stages printed) and the
+ * NCCL all-to-all over every GPU of the node (data checked inside).
+ *
+ * Without a CUDA device (or driver): prints "no CUDA device" and exits 77. */
+#include "config.h"
+
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe/route.h"
+#include "profiler/cuda/cuda_backend.h"
+#include "profiler/forward.h"
+#include "profiler/harness.h"
+#include "profiler/weights.h"
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                                   \
+	do {                                                                               \
+		checks++;                                                                  \
+		if (!(cond)) {                                                             \
+			failures++;                                                        \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);                        \
+			printf(__VA_ARGS__);                                               \
+			printf("\n");                                                      \
+		}                                                                          \
+	} while (0)
+
+struct layer_case {
+	const char *name;
+	int hidden, ffn, experts, top_k, shared_ffn, shared_gate, has_bias;
+	enum moe_route_kind kind;
+	int norm;
+	double scaling;
+	int groups, gpt;
+	double capacity, top_p;
+	size_t tokens;
+	enum prof_cuda_dtype dtype;
+};
+
+static const struct layer_case cases[] = {
+	/* name                 H    F    E  k  Fs  sg bias kind                    norm scal  G  g  cap  top_p tokens dtype */
+	{"mixtral-like",       256, 512, 8, 2, 0,   0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0,   1,   300, PROF_CUDA_BF16},
+	{"olmoe-like",         256, 128, 64, 8, 0,  0, 0, MOE_ROUTE_SOFTMAX_TOPK, 0, 1.0, 0, 1, 0,   1,   513, PROF_CUDA_BF16},
+	{"deepseek-like",      256, 128, 64, 8, 256, 0, 1, MOE_ROUTE_SIGMOID_BIAS, 1, 2.5, 8, 4, 0,  1,   257, PROF_CUDA_BF16},
+	{"gpt-oss-like",       128, 256, 16, 4, 0,  0, 0, MOE_ROUTE_TOPK_SOFTMAX, 1, 1.0, 0, 1, 0,   1,   200, PROF_CUDA_BF16},
+	{"top-p",              128, 256, 16, 4, 0,  0, 0, MOE_ROUTE_TOP_P,        1, 1.0, 0, 1, 0,   0.6, 200, PROF_CUDA_BF16},
+	{"softmax-groups-bias",128, 128, 32, 4, 0,  0, 1, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 4, 2, 0,   1,   200, PROF_CUDA_BF16},
+	{"capacity-drop",      128, 256, 8, 2, 0,   0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0.8, 1,   300, PROF_CUDA_BF16},
+	{"qwen2-shared-gate",  128, 128, 16, 4, 256, 1, 0, MOE_ROUTE_SOFTMAX_TOPK, 0, 1.0, 0, 1, 0,  1,   129, PROF_CUDA_BF16},
+	{"mixtral-fp16",       256, 512, 8, 2, 0,   0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0,   1,   300, PROF_CUDA_FP16},
+};
+
+static void round_weights(struct prof_weights *w, enum prof_cuda_dtype dt)
+{
+	const struct prof_layer_cfg *c = &w->cfg;
+	size_t H = (size_t)c->hidden, F = (size_t)c->ffn, Fs = (size_t)c->shared_ffn;
+
+	prof_cuda_round(w->router, (size_t)c->experts * H, dt);
+	for (int e = 0; e < c->experts; e++) {
+		prof_cuda_round(w->gate[e], F * H, dt);
+		prof_cuda_round(w->up[e], F * H, dt);
+		prof_cuda_round(w->down[e], H * F, dt);
+	}
+	if (Fs) {
+		prof_cuda_round(w->s_gate, Fs * H, dt);
+		prof_cuda_round(w->s_up, Fs * H, dt);
+		prof_cuda_round(w->s_down, H * Fs, dt);
+	}
+}
+
+/* Normalized errors over the tokens where keep[t]. */
+static void errors(const float *a, const float *ref, size_t n, size_t H, const int *keep,
+		   double *max_norm, double *l2_rel)
+{
+	double maxd = 0, maxr = 0, d2 = 0, r2 = 0;
+	for (size_t t = 0; t < n; t++) {
+		if (keep && !keep[t])
+			continue;
+		for (size_t c = 0; c < H; c++) {
+			double d = fabs((double)a[t * H + c] - ref[t * H + c]), r = fabs(ref[t * H + c]);
+			maxd = d > maxd ? d : maxd;
+			maxr = r > maxr ? r : maxr;
+			d2 += d * d;
+			r2 += r * r;
+		}
+	}
+	*max_norm = maxr > 0 ? maxd / maxr : maxd;
+	*l2_rel = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
+}
+
+static void policy_of(const struct layer_case *lc, const struct prof_weights *w,
+		      struct moe_route_policy *p)
+{
+	prof_layer_cfg_policy(&w->cfg, w->bias, p);
+	p->top_p = lc->top_p;
+}
+
+static void run_case(const struct layer_case *lc, int device)
+{
+	struct prof_layer_cfg c;
+	struct prof_weights *w = NULL;
+	struct prof_forward *f = NULL;
+	struct prof_cuda *g = NULL, *g2 = NULL;
+	struct prof_cuda_opts o = PROF_CUDA_OPTS_INIT;
+	struct moe_route_policy pol;
+	struct moe_route_workspace *ws = NULL;
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	size_t n = lc->tokens, H = (size_t)lc->hidden, k = (size_t)lc->top_k, E = (size_t)lc->experts;
+	float *x = malloc(n * H * sizeof(float)), *y = malloc(n * H * sizeof(float));
+	float *y2 = malloc(n * H * sizeof(float)), *yc = malloc(n * H * sizeof(float));
+	int32_t *ids = malloc(n * k * sizeof(int32_t));
+	float *wts = malloc(n * k * sizeof(float));
+	uint64_t *load = malloc(E * sizeof(uint64_t));
+	int *keep = malloc(n * sizeof(int));
+	enum moe_status st;
+	size_t id_diff = 0, wt_diff = 0, wt_exact = 0, swapped = 0;
+	double worst_w = 0, e_max, e_l2;
+
+	printf("-- %s: H %zu, F %d, E %zu, top-%zu, %s%s%s, %zu tokens, %s\n", lc->name, H, lc->ffn, E,
+	       k, moe_route_kind_name(lc->kind), lc->groups > 1 ? " groups" : "",
+	       lc->shared_ffn ? " + shared" : "", n, prof_cuda_dtype_name(lc->dtype));
+	memset(&c, 0, sizeof c);
+	c.hidden = lc->hidden;
+	c.ffn = lc->ffn;
+	c.experts = lc->experts;
+	c.top_k = lc->top_k;
+	c.shared_ffn = lc->shared_ffn;
+	c.shared_gate = lc->shared_gate;
+	c.has_bias = lc->has_bias;
+	c.kind = lc->kind;
+	c.norm = lc->norm;
+	c.scaling = lc->scaling;
+	c.groups = lc->groups;
+	c.groups_per_token = lc->gpt;
+	c.capacity_factor = lc->capacity;
+	snprintf(c.model_type, sizeof c.model_type, "%s", lc->name);
+	gsl_rng_set(r, 42);
+	st = prof_weights_random(&c, r, &w);
+	CHECK(st == MOE_OK, "prof_weights_random: %s", moe_errmsg());
+	if (st != MOE_OK || !x || !y || !y2 || !yc || !ids || !wts || !load || !keep)
+		goto out;
+	for (size_t i = 0; i < n * H; i++)
+		x[i] = (float)(2 * gsl_rng_uniform(r) - 1);
+	round_weights(w, lc->dtype);
+	prof_cuda_round(x, n * H, lc->dtype);
+	policy_of(lc, w, &pol);
+
+	o.device = device;
+	o.dtype = lc->dtype;
+	o.policy = &pol;
+	st = prof_cuda_new(w, &o, n, &g);
+	CHECK(st == MOE_OK, "prof_cuda_new: %s", moe_errmsg());
+	if (st != MOE_OK)
+		goto out;
+	st = prof_cuda_run(g, x, n, y, NULL);
+	CHECK(st == MOE_OK, "prof_cuda_run: %s", moe_errmsg());
+	if (st != MOE_OK)
+		goto out;
+
+	/* routing: the CPU policy on the GPU's logits */
+	{
+		struct moe_route_out ro = {ids, wts, load, NULL, 0, 0};
+		const int32_t *gi = prof_cuda_ids(g);
+		const float *gw = prof_cuda_gates(g);
+		st = moe_route_workspace_alloc(&pol, n, &ws);
+		CHECK(st == MOE_OK, "workspace: %s", moe_errmsg());
+		if (st != MOE_OK)
+			goto out;
+		st = moe_route_batch(&pol, ws, prof_cuda_logits(g), n, &ro);
+		CHECK(st == MOE_OK, "moe_route_batch: %s", moe_errmsg());
+		for (size_t s = 0; s < n * k; s++) {
+			double d = fabs((double)gw[s] - wts[s]);
+			id_diff += gi[s] != ids[s];
+			wt_exact += gw[s] == wts[s];
+			if (d > 1e-6 * fabs(wts[s]) + 1e-12)
+				wt_diff++;
+			worst_w = d > worst_w ? d : worst_w;
+		}
+		CHECK(id_diff == 0, "%zu of %zu slots route to other experts than moe_route_batch", id_diff, n * k);
+		CHECK(wt_diff == 0, "%zu gate weights differ by more than 1e-6 relative (worst %.3g)", wt_diff, worst_w);
+		for (size_t e = 0; e < E; e++)
+			CHECK(prof_cuda_load(g)[e] == load[e], "expert %zu: load %llu on the GPU, %llu on the CPU",
+			      e, (unsigned long long)prof_cuda_load(g)[e], (unsigned long long)load[e]);
+		CHECK(prof_cuda_dropped(g) == ro.n_dropped, "dropped %llu on the GPU, %llu on the CPU",
+		      (unsigned long long)prof_cuda_dropped(g), (unsigned long long)ro.n_dropped);
+		if (lc->capacity > 0)
+			CHECK(ro.n_dropped > 0, "capacity %.2f dropped nothing: the case tests nothing", lc->capacity);
+		printf("   routing: %zu slots, ids identical: %s, weights bit-identical %zu/%zu, max diff %.3g, dropped %llu\n",
+		       n * k, id_diff ? "NO" : "yes", wt_exact, n * k, worst_w,
+		       (unsigned long long)ro.n_dropped);
+	}
+
+	/* output against the CPU forward on the same rounded values */
+	if (lc->top_p >= 1) {
+		st = prof_forward_new(w, 1, n, &f);
+		CHECK(st == MOE_OK, "prof_forward_new: %s", moe_errmsg());
+		if (st == MOE_OK)
+			st = prof_forward_run(f, x, n, yc, NULL);
+		CHECK(st == MOE_OK, "prof_forward_run: %s", moe_errmsg());
+		if (st != MOE_OK)
+			goto out;
+		for (size_t t = 0; t < n; t++) {
+			keep[t] = 1;
+			for (size_t j = 0; j < k; j++)
+				keep[t] &= prof_forward_ids(f)[t * k + j] == prof_cuda_ids(g)[t * k + j];
+			swapped += !keep[t];
+		}
+		errors(y, yc, n, H, keep, &e_max, &e_l2);
+		CHECK(swapped * 100 <= n, "%zu of %zu tokens routed differently by the CPU's own logits", swapped, n);
+		CHECK(e_max < 2e-2, "max |gpu - cpu| / max |cpu| = %.3g, expected < 2e-2", e_max);
+		CHECK(e_l2 < 1e-2, "||gpu - cpu|| / ||cpu|| = %.3g, expected < 1e-2", e_l2);
+		printf("   output vs CPU FP32: max err / max |ref| %.3g, relative L2 %.3g (%zu tokens routed otherwise by the CPU logits, left out)\n",
+		       e_max, e_l2, swapped);
+	} else {
+		printf("   output vs CPU: not compared (the CPU forward takes no top-p policy)\n");
+	}
+
+	/* determinism */
+	st = prof_cuda_run(g, x, n, y2, NULL);
+	CHECK(st == MOE_OK && memcmp(y, y2, n * H * sizeof(float)) == 0,
+	      "a second run differs (status %d)", (int)st);
+
+	/* the other GEMM path */
+	o.gemm = PROF_CUDA_GEMM_LOOP;
+	st = prof_cuda_new(w, &o, n, &g2);
+	CHECK(st == MOE_OK, "prof_cuda_new (loop): %s", moe_errmsg());
+	if (st == MOE_OK && (st = prof_cuda_run(g2, x, n, y2, NULL)) == MOE_OK) {
+		errors(y2, y, n, H, NULL, &e_max, &e_l2);
+		CHECK(e_max < 1e-2, "loop against %s GEMMs: max err %.3g", prof_cuda_gemm_name(g), e_max);
+		printf("   GEMMs %s vs %s: max err / max |y| %.3g\n", prof_cuda_gemm_name(g),
+		       prof_cuda_gemm_name(g2), e_max);
+	} else {
+		CHECK(0, "loop run: %s", moe_errmsg());
+	}
+out:
+	moe_route_workspace_free(ws);
+	prof_forward_free(f);
+	prof_cuda_free(g);
+	prof_cuda_free(g2);
+	prof_weights_free(w);
+	gsl_rng_free(r);
+	free(x);
+	free(y);
+	free(y2);
+	free(yc);
+	free(ids);
+	free(wts);
+	free(load);
+	free(keep);
+}
+
+static void run_errors(int device, int count)
+{
+	struct prof_layer_cfg c;
+	struct prof_weights *w = NULL;
+	struct prof_cuda *g = NULL;
+	struct prof_cuda_opts o = PROF_CUDA_OPTS_INIT;
+	struct moe_route_policy pol;
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	size_t n = 16, H = 64;
+	float x[16 * 64], y[16 * 64];
+	enum moe_status st;
+
+	printf("-- errors\n");
+	memset(&c, 0, sizeof c);
+	c.hidden = (int)H;
+	c.ffn = 64;
+	c.experts = 4;
+	c.top_k = 2;
+	c.kind = MOE_ROUTE_SOFTMAX_TOPK;
+	c.norm = 1;
+	c.scaling = 1;
+	gsl_rng_set(r, 7);
+	if (prof_weights_random(&c, r, &w) != MOE_OK) {
+		CHECK(0, "weights: %s", moe_errmsg());
+		gsl_rng_free(r);
+		return;
+	}
+	for (size_t i = 0; i < n * H; i++)
+		x[i] = (float)(gsl_rng_uniform(r) - 0.5);
+
+	o.device = count;
+	st = prof_cuda_new(w, &o, n, &g);
+	CHECK(st == MOE_EINVAL && strstr(moe_errmsg(), "device"), "device %d: status %d, %s", count,
+	      (int)st, moe_errmsg());
+	o.device = device;
+	st = prof_cuda_new(w, &o, 0, &g);
+	CHECK(st == MOE_EINVAL, "max tokens 0: status %d", (int)st);
+
+	prof_layer_cfg_policy(&c, NULL, &pol);
+	pol.noise_std = 0.1;
+	pol.rng = r;
+	o.policy = &pol;
+	st = prof_cuda_new(w, &o, n, &g);
+	CHECK(st == MOE_EUNSUPPORTED, "noise: status %d, %s", (int)st, moe_errmsg());
+	o.policy = NULL;
+
+	st = prof_cuda_new(w, &o, n, &g);
+	CHECK(st == MOE_OK, "new: %s", moe_errmsg());
+	if (st == MOE_OK) {
+		st = prof_cuda_run(g, x, 0, y, NULL);
+		CHECK(st == MOE_EINVAL, "0 tokens: status %d", (int)st);
+		st = prof_cuda_run(g, x, n + 1, y, NULL);
+		CHECK(st == MOE_EINVAL, "n + 1 tokens: status %d", (int)st);
+		x[5 * H + 3] = NAN;
+		st = prof_cuda_run(g, x, n, y, NULL);
+		CHECK(st == MOE_EFORMAT && strstr(moe_errmsg(), "token 5"),
+		      "NaN in token 5: status %d, %s", (int)st, moe_errmsg());
+		x[5 * H + 3] = 0.25f;
+		st = prof_cuda_run(g, x, n, y, NULL);
+		CHECK(st == MOE_OK, "run after the NaN: %s", moe_errmsg());
+	}
+	prof_cuda_free(g);
+	prof_cuda_free(NULL);
+	prof_weights_free(w);
+	gsl_rng_free(r);
+}
+
+static void run_timing(int device)
+{
+	struct prof_layer_cfg c;
+	struct prof_weights *w = NULL;
+	struct prof_cuda *g = NULL;
+	struct prof_cuda_opts o = PROF_CUDA_OPTS_INIT;
+	struct prof_result res;
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	size_t n = 512, H = 1024;
+	float *x = malloc(n * H * sizeof(float)), *y = malloc(n * H * sizeof(float));
+	enum moe_status st;
+
+	printf("-- timing: H 1024, F 2816, E 8, top-2, 512 tokens, bf16 (warm-up 2, reps 10)\n");
+	memset(&c, 0, sizeof c);
+	c.hidden = (int)H;
+	c.ffn = 2816;
+	c.experts = 8;
+	c.top_k = 2;
+	c.kind = MOE_ROUTE_SOFTMAX_TOPK;
+	c.norm = 1;
+	c.scaling = 1;
+	gsl_rng_set(r, 3);
+	if (!x || !y || prof_weights_random(&c, r, &w) != MOE_OK)
+		goto out;
+	for (size_t i = 0; i < n * H; i++)
+		x[i] = (float)(2 * gsl_rng_uniform(r) - 1);
+	o.device = device;
+	st = prof_cuda_new(w, &o, n, &g);
+	CHECK(st == MOE_OK, "new: %s", moe_errmsg());
+	if (st != MOE_OK)
+		goto out;
+	st = prof_cuda_profile(g, x, n, y, 2, 10, &res);
+	CHECK(st == MOE_OK, "profile: %s", moe_errmsg());
+	if (st == MOE_OK) {
+		printf("   %-10s %10s %10s %10s %10s\n", "stage", "median_us", "p10_us", "p90_us", "min_us");
+		for (int s = 0; s < PROF_STAGE_COUNT; s++)
+			printf("   %-10s %10.1f %10.1f %10.1f %10.1f\n", prof_stage_name((enum prof_stage)s),
+			       res.stage[s].median_s * 1e6, res.stage[s].p10_s * 1e6,
+			       res.stage[s].p90_s * 1e6, res.stage[s].min_s * 1e6);
+		printf("   %.1f TFLOP/s over the layer; expert GEMMs: %s; %.0f MiB on the device\n",
+		       res.gflops / 1e3, prof_cuda_gemm_name(g), prof_cuda_bytes(g) / 1048576);
+		CHECK(res.stage[PROF_STAGE_TOTAL].median_s > 0, "total time %g", res.stage[PROF_STAGE_TOTAL].median_s);
+		CHECK(res.stage[PROF_STAGE_TOTAL].min_s <= res.stage[PROF_STAGE_TOTAL].median_s &&
+		      res.stage[PROF_STAGE_TOTAL].p10_s <= res.stage[PROF_STAGE_TOTAL].p90_s, "statistics out of order");
+		CHECK(res.routed_rows == (double)(n * 2), "routed rows %.0f, expected %zu", res.routed_rows, n * 2);
+	}
+out:
+	prof_cuda_free(g);
+	prof_weights_free(w);
+	gsl_rng_free(r);
+	free(x);
+	free(y);
+}
+
+static void run_a2a(int count)
+{
+	printf("-- NCCL all-to-all over %d GPU(s) (warm-up 5, iters 20)\n", count);
+	printf("   %12s %12s %12s %12s\n", "size_B", "time_us", "algbw_GBps", "busbw_GBps");
+	for (size_t b = 1 << 16; b <= (size_t)1 << 26; b <<= 5) {
+		double t = 0, sent = 0;
+		enum moe_status st = prof_cuda_a2a_run(count, b, 5, 20, &t, &sent);
+		CHECK(st == MOE_OK, "a2a %zu bytes: %s", b, moe_errmsg());
+		if (st != MOE_OK)
+			return;
+		printf("   %12.0f %12.2f %12.3f %12.3f\n", sent, t * 1e6, sent / t / 1e9,
+		       sent / t / 1e9 * (count - 1) / count);
+	}
+	if (count >= 2) {
+		/* an uneven exchange: GPU i sends (i + 1) (j + 1) KiB to GPU j */
+		size_t *m = malloc((size_t)count * (size_t)count * sizeof(size_t));
+		struct prof_cuda_a2a_result res;
+		enum moe_status st;
+		if (!m)
+			return;
+		for (int i = 0; i < count; i++)
+			for (int j = 0; j < count; j++)
+				m[(size_t)i * count + j] = (size_t)(i + 1) * (size_t)(j + 1) * 1024;
+		st = prof_cuda_a2a_exchange(count, m, 2, 5, &res);
+		CHECK(st == MOE_OK, "uneven exchange: %s", moe_errmsg());
+		if (st == MOE_OK)
+			printf("   uneven: dispatch %.2f us, combine %.2f us\n", res.dispatch_s * 1e6,
+			       res.combine_s * 1e6);
+		m[1] = 6; /* not a multiple of 4 */
+		st = prof_cuda_a2a_exchange(count, m, 2, 5, &res);
+		CHECK(st == MOE_EINVAL, "6 bytes: status %d", (int)st);
+		free(m);
+	}
+	{
+		double t, sent;
+		enum moe_status st = prof_cuda_a2a_run(count + 1, 1024, 1, 1, &t, &sent);
+		CHECK(st == MOE_EINVAL, "%d GPUs: status %d", count + 1, (int)st);
+	}
+}
+
+int main(void)
+{
+	int count = 0;
+	struct prof_cuda_device d;
+	enum moe_status st = prof_cuda_device_count(&count);
+
+	if (st == MOE_ENOTFOUND) {
+		printf("%s\n", moe_errmsg());
+		printf("SKIP: no CUDA device: the GPU tests did not run\n");
+		return 77;
+	}
+	if (st != MOE_OK) {
+		printf("FAIL: device count: %s\n", moe_errmsg());
+		return 1;
+	}
+	if ((st = prof_cuda_device_query(0, &d)) != MOE_OK) {
+		printf("FAIL: device query: %s\n", moe_errmsg());
+		return 1;
+	}
+	printf("# %d CUDA device(s); device 0: %s, sm_%d%d, %d SMs, %.1f GiB, SM clock %.0f MHz, memory clock %.0f MHz, %d-bit bus\n",
+	       count, d.name, d.cc_major, d.cc_minor, d.sm_count, d.mem_bytes / 1073741824.0,
+	       d.sm_clock_hz / 1e6, d.mem_clock_hz / 1e6, d.mem_bus_bits);
+	printf("# driver %d, runtime %d, cuBLAS %d, NCCL %d\n", d.driver_version, d.runtime_version,
+	       d.cublas_version, d.nccl_version);
+	CHECK(d.sm_count > 0 && d.mem_bytes > 0 && d.name[0], "device facts empty");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		run_case(&cases[i], 0);
+	run_errors(0, count);
+	run_timing(0);
+	run_a2a(count);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
