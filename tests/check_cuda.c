@@ -20,7 +20,11 @@
  * token, unsupported policy), the timing harness (stages printed) and the
  * NCCL all-to-all over every GPU of the node (data checked inside).
  *
- * Without a CUDA device (or driver): prints "no CUDA device" and exits 77. */
+ * Without a CUDA device (or driver): prints "no CUDA device" and exits 77.
+ *
+ * `cuda_gpu --host-route` (run by make check through tests/cuda_route_host.sh,
+ * no GPU needed): the routing kernel's source compiled for the host against
+ * moe_route_batch, ids and weights bit for bit, on every policy. */
 #include "config.h"
 
 #include <gsl/gsl_rng.h>
@@ -433,11 +437,143 @@ static void run_a2a(int count)
 	}
 }
 
-int main(void)
+/* --host-route: the routing kernel's code compiled for the host
+ * (prof_cuda_route_host) against moe_route_batch, bit for bit, on every
+ * policy the GPU runs; logits of every other token rounded to multiples of
+ * 1/4 so that equal keys (the tie-break) occur.  Needs no GPU. */
+struct route_case {
+	const char *name;
+	enum moe_route_kind kind;
+	int E, k, norm;
+	double scaling;
+	int groups, gpt, topn, bias;
+	double cf, top_p;
+};
+
+static const struct route_case route_cases[] = {
+	{"softmax-topk norm",          MOE_ROUTE_SOFTMAX_TOPK, 8,  2, 1, 1.0, 0, 1, 2, 0, 0,   1},
+	{"softmax-topk",               MOE_ROUTE_SOFTMAX_TOPK, 64, 8, 0, 1.0, 0, 1, 2, 0, 0,   1},
+	{"softmax-topk bias groups",   MOE_ROUTE_SOFTMAX_TOPK, 32, 4, 1, 1.0, 4, 2, 2, 1, 0,   1},
+	{"topk-softmax",               MOE_ROUTE_TOPK_SOFTMAX, 16, 4, 1, 1.0, 0, 1, 2, 0, 0,   1},
+	{"topk-softmax bias",          MOE_ROUTE_TOPK_SOFTMAX, 16, 4, 1, 1.0, 0, 1, 2, 1, 0,   1},
+	{"top-p 0.6 norm",             MOE_ROUTE_TOP_P,        16, 4, 1, 1.0, 0, 1, 2, 0, 0,   0.6},
+	{"top-p 0.5",                  MOE_ROUTE_TOP_P,        32, 6, 0, 1.0, 0, 1, 2, 0, 0,   0.5},
+	{"sigmoid-bias groups (V3)",   MOE_ROUTE_SIGMOID_BIAS, 64, 8, 1, 2.5, 8, 4, 2, 1, 0,   1},
+	{"sigmoid-bias topn 1",        MOE_ROUTE_SIGMOID_BIAS, 64, 6, 1, 1.0, 8, 3, 1, 1, 0,   1},
+	{"sigmoid-bias topn 3",        MOE_ROUTE_SIGMOID_BIAS, 64, 6, 1, 1.0, 8, 3, 3, 1, 0,   1},
+	{"sigmoid no norm",            MOE_ROUTE_SIGMOID_BIAS, 13, 3, 0, 1.0, 0, 1, 2, 0, 0,   1},
+	{"capacity drop 0.8",          MOE_ROUTE_SOFTMAX_TOPK, 8,  2, 1, 1.0, 0, 1, 2, 0, 0.8, 1},
+	{"capacity drop groups",       MOE_ROUTE_SIGMOID_BIAS, 64, 8, 1, 2.5, 8, 4, 2, 1, 1.0, 1},
+};
+
+static int host_route(void)
+{
+	const size_t n = 1000;
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+
+	for (size_t c = 0; c < sizeof route_cases / sizeof route_cases[0]; c++) {
+		const struct route_case *rc = &route_cases[c];
+		size_t E = (size_t)rc->E, k = (size_t)rc->k, id_diff = 0, wt_diff = 0, nones = 0;
+		float *l = malloc(n * E * sizeof(float)), *bias = malloc(E * sizeof(float));
+		float *w1 = malloc(n * k * sizeof(float)), *w2 = malloc(n * k * sizeof(float));
+		int32_t *i1 = malloc(n * k * sizeof(int32_t)), *i2 = malloc(n * k * sizeof(int32_t));
+		uint64_t *ld1 = malloc(E * sizeof(uint64_t)), *ld2 = malloc(E * sizeof(uint64_t)), dr = 0;
+		struct moe_route_policy p;
+		struct moe_route_workspace *ws = NULL;
+		struct moe_route_out ro = {i2, w2, ld2, NULL, 0, 0};
+		enum moe_status st;
+
+		if (!l || !bias || !w1 || !w2 || !i1 || !i2 || !ld1 || !ld2) {
+			CHECK(0, "out of memory");
+			return 1;
+		}
+		gsl_rng_set(r, 100 + c);
+		for (size_t t = 0; t < n; t++)
+			for (size_t e = 0; e < E; e++) {
+				double v = 3 * (2 * gsl_rng_uniform(r) - 1);
+				l[t * E + e] = (float)(t % 2 ? floor(v * 4) / 4 : v);
+			}
+		for (size_t e = 0; e < E; e++)
+			bias[e] = (float)(0.2 * (2 * gsl_rng_uniform(r) - 1));
+		moe_route_policy_init(&p, rc->E, rc->k);
+		p.kind = rc->kind;
+		p.norm = rc->norm;
+		p.scaling = rc->scaling;
+		p.groups = rc->groups;
+		p.groups_per_token = rc->gpt;
+		p.group_topn = rc->topn;
+		p.bias = rc->bias ? bias : NULL;
+		p.capacity_factor = rc->cf;
+		p.top_p = rc->top_p;
+		st = moe_route_workspace_alloc(&p, n, &ws);
+		CHECK(st == MOE_OK, "%s: workspace: %s", rc->name, moe_errmsg());
+		if (st == MOE_OK)
+			st = moe_route_batch(&p, ws, l, n, &ro);
+		CHECK(st == MOE_OK, "%s: moe_route_batch: %s", rc->name, moe_errmsg());
+		if (st == MOE_OK)
+			st = prof_cuda_route_host(&p, l, n, i1, w1, ld1, &dr);
+		CHECK(st == MOE_OK, "%s: prof_cuda_route_host: %s", rc->name, moe_errmsg());
+		if (st == MOE_OK) {
+			for (size_t s = 0; s < n * k; s++) {
+				id_diff += i1[s] != i2[s];
+				wt_diff += memcmp(&w1[s], &w2[s], sizeof(float)) != 0;
+				nones += i2[s] == MOE_ROUTE_NONE;
+			}
+			CHECK(id_diff == 0, "%s: %zu of %zu slots differ", rc->name, id_diff, n * k);
+			CHECK(wt_diff == 0, "%s: %zu of %zu weights not bit-identical", rc->name, wt_diff, n * k);
+			CHECK(memcmp(ld1, ld2, E * sizeof(uint64_t)) == 0, "%s: loads differ", rc->name);
+			CHECK(dr == ro.n_dropped, "%s: dropped %llu, moe_route_batch %llu", rc->name,
+			      (unsigned long long)dr, (unsigned long long)ro.n_dropped);
+			if (rc->cf > 0 || rc->top_p < 1)
+				CHECK(nones > 0, "%s: no unused slot: the case tests nothing", rc->name);
+			printf("   %-28s E %3zu k %zu: %zu slots, %zu unused; ids %s, weights %s\n", rc->name,
+			       E, k, n * k, nones, id_diff ? "DIFFER" : "identical",
+			       wt_diff ? "DIFFER" : "bit-identical");
+		}
+		moe_route_workspace_free(ws);
+		free(l); free(bias); free(w1); free(w2); free(i1); free(i2); free(ld1); free(ld2);
+	}
+	/* errors: a NaN names its token; rerouting is not on the GPU */
+	{
+		float l[3 * 4] = {0.5f, 1, 2, 3, 1, 2, 3, 4, 0, 0, 0, 0};
+		int32_t ids[3 * 2];
+		float w[3 * 2];
+		struct moe_route_policy p;
+		enum moe_status st;
+		moe_route_policy_init(&p, 4, 2);
+		l[1 * 4 + 2] = NAN;
+		st = prof_cuda_route_host(&p, l, 3, ids, w, NULL, NULL);
+		CHECK(st == MOE_EFORMAT && strstr(moe_errmsg(), "token 1, expert 2"), "NaN: status %d, %s",
+		      (int)st, moe_errmsg());
+		p.capacity_factor = 1;
+		p.overflow = MOE_ROUTE_REROUTE;
+		st = prof_cuda_route_host(&p, l, 3, ids, w, NULL, NULL);
+		CHECK(st == MOE_EUNSUPPORTED, "reroute: status %d", (int)st);
+		p.overflow = MOE_ROUTE_DROP;
+		p.k = 9;
+		st = prof_cuda_route_host(&p, l, 3, ids, w, NULL, NULL);
+		CHECK(st == MOE_EINVAL, "k 9 of 4 experts: status %d", (int)st);
+	}
+	gsl_rng_free(r);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
 {
 	int count = 0;
 	struct prof_cuda_device d;
-	enum moe_status st = prof_cuda_device_count(&count);
+	enum moe_status st;
+
+	if (argc > 1 && strcmp(argv[1], "--host-route") == 0) {
+		printf("-- the routing kernel's code on the host against moe_route_batch\n");
+		return host_route();
+	}
+	if (argc > 1) {
+		fprintf(stderr, "usage: cuda_gpu [--host-route]\n");
+		return 2;
+	}
+	st = prof_cuda_device_count(&count);
 
 	if (st == MOE_ENOTFOUND) {
 		printf("%s\n", moe_errmsg());

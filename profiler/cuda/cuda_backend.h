@@ -178,6 +178,18 @@ const struct prof_cuda_device *prof_cuda_dev(const struct prof_cuda *g);
 const char *prof_cuda_gemm_name(const struct prof_cuda *g);
 double prof_cuda_bytes(const struct prof_cuda *g);
 
+/* The routing kernel's code run on the host, one token after another: ids
+ * and weights [n x k], load [E] (may be NULL) and *n_dropped (may be NULL)
+ * as moe_route_batch gives them, for a policy prof_cuda_new accepts (its
+ * bias is used as given).  For tests without a GPU: it checks the port of
+ * moe/route.c that the device runs (same source, compiled for the host).
+ * Needs no device.  Returns MOE_OK; MOE_EINVAL for an invalid policy;
+ * MOE_EUNSUPPORTED as prof_cuda_new; MOE_EFORMAT naming the token and expert
+ * of a NaN or infinite logit; MOE_ENOMEM. */
+enum moe_status prof_cuda_route_host(const struct moe_route_policy *p, const float *logits,
+				     size_t n, int32_t *ids, float *weights, uint64_t *load,
+				     uint64_t *n_dropped);
+
 /* Rounds v[0..n) in place to the nearest value of dtype (round to nearest
  * even, as the device conversion does), so a CPU reference can run on the
  * values the GPU sees.  Host only; needs no device. */

@@ -199,9 +199,48 @@ struct route_params {
 #define MAX_GROUPS 64
 #define MAX_TOPN 32
 
+/* The routing code below runs on the device (k_route) and on the host
+ * (prof_cuda_route_host, so that its agreement with moe/route.c is tested
+ * without a GPU).  Every float operation is rounded on its own, as the CPU
+ * build (x86-64 without -mfma) computes moe/route.c: on the device through
+ * the _rn intrinsics (nvcc would otherwise contract a * b + c into an FMA),
+ * on the host with -ffp-contract=off (profiler/cuda/local.mk). */
+#ifdef __CUDA_ARCH__
+#define R_ADD(a, b) __fadd_rn((a), (b))
+#define R_SUB(a, b) __fsub_rn((a), (b))
+#define R_MUL(a, b) __fmul_rn((a), (b))
+#define R_DIV(a, b) __fdiv_rn((a), (b))
+#else
+#define R_ADD(a, b) ((float)(a) + (float)(b))
+#define R_SUB(a, b) ((float)(a) - (float)(b))
+#define R_MUL(a, b) ((float)(a) * (float)(b))
+#define R_DIV(a, b) ((float)(a) / (float)(b))
+#endif
+
+__host__ __device__ inline uint32_t f2u(float f)
+{
+#ifdef __CUDA_ARCH__
+	return __float_as_uint(f);
+#else
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+#endif
+}
+
+__host__ __device__ inline float u2f(uint32_t u)
+{
+#ifdef __CUDA_ARCH__
+	return __uint_as_float(u);
+#else
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+#endif
+}
+
 /* moe/route.c's exp_poly with the same float operations in the same order,
- * each rounded on its own (no contraction into FMA, as the CPU build without
- * -mfma computes them), so the CPU and the GPU get the same bits. */
+ * so the CPU and the GPU get the same bits. */
 #define EXP_LO (-87.0f)
 #define EXP_HI 88.0f
 #define EXP_MAGIC 12582912.0f
@@ -209,7 +248,7 @@ struct route_params {
 #define EXP_LN2_HI 0.693359375f
 #define EXP_LN2_LO (-2.12194440e-4f)
 
-__device__ inline float exp_poly(float x)
+__host__ __device__ inline float exp_poly(float x)
 {
 	float t, n, r, q, sc;
 	uint32_t tb, eb;
@@ -217,37 +256,37 @@ __device__ inline float exp_poly(float x)
 
 	x = x > EXP_HI ? EXP_HI : x;
 	x = x < EXP_LO ? EXP_LO : x;
-	t = __fadd_rn(__fmul_rn(x, EXP_LOG2E), EXP_MAGIC);
-	n = __fsub_rn(t, EXP_MAGIC);
-	tb = __float_as_uint(t);
-	r = __fsub_rn(x, __fmul_rn(n, EXP_LN2_HI));
-	r = __fsub_rn(r, __fmul_rn(n, EXP_LN2_LO));
+	t = R_ADD(R_MUL(x, EXP_LOG2E), EXP_MAGIC);
+	n = R_SUB(t, EXP_MAGIC);
+	tb = f2u(t);
+	r = R_SUB(x, R_MUL(n, EXP_LN2_HI));
+	r = R_SUB(r, R_MUL(n, EXP_LN2_LO));
 	q = 1.0f / 720;
-	q = __fadd_rn(__fmul_rn(q, r), 1.0f / 120);
-	q = __fadd_rn(__fmul_rn(q, r), 1.0f / 24);
-	q = __fadd_rn(__fmul_rn(q, r), 1.0f / 6);
-	q = __fadd_rn(__fmul_rn(q, r), 0.5f);
-	q = __fadd_rn(__fmul_rn(q, r), 1.0f);
-	q = __fadd_rn(__fmul_rn(q, r), 1.0f);
+	q = R_ADD(R_MUL(q, r), 1.0f / 120);
+	q = R_ADD(R_MUL(q, r), 1.0f / 24);
+	q = R_ADD(R_MUL(q, r), 1.0f / 6);
+	q = R_ADD(R_MUL(q, r), 0.5f);
+	q = R_ADD(R_MUL(q, r), 1.0f);
+	q = R_ADD(R_MUL(q, r), 1.0f);
 	eb = (uint32_t)((int32_t)(tb - mb) + 127) << 23;
-	sc = __uint_as_float(eb);
-	return __fmul_rn(q, sc);
+	sc = u2f(eb);
+	return R_MUL(q, sc);
 }
 
 /* exp_shift's sum: four float lanes over the first 4 floor(n/4) values, the
  * lanes added in double, the tail in double (route.c's vector path).  get(i)
  * gives the i-th value after exp. */
-template <typename G> __device__ inline double lane_sum(int n, G get)
+template <typename G> __host__ __device__ inline double lane_sum(int n, G get)
 {
 	float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 	double z;
 	int i = 0;
 
 	for (; i + 4 <= n; i += 4) {
-		a0 = __fadd_rn(a0, get(i));
-		a1 = __fadd_rn(a1, get(i + 1));
-		a2 = __fadd_rn(a2, get(i + 2));
-		a3 = __fadd_rn(a3, get(i + 3));
+		a0 = R_ADD(a0, get(i));
+		a1 = R_ADD(a1, get(i + 1));
+		a2 = R_ADD(a2, get(i + 2));
+		a3 = R_ADD(a3, get(i + 3));
 	}
 	z = (double)a0 + (double)a1 + (double)a2 + (double)a3;
 	for (; i < n; i++)
@@ -255,43 +294,31 @@ template <typename G> __device__ inline double lane_sum(int n, G get)
 	return z;
 }
 
-__device__ inline float sigmoid_f(float x)
+__host__ __device__ inline float sigmoid_f(float x)
 {
-	return __fdiv_rn(1.0f, __fadd_rn(1.0f, exp_poly(__fsub_rn(0.0f, x))));
+	return R_DIV(1.0f, R_ADD(1.0f, exp_poly(R_SUB(0.0f, x))));
 }
 
-/* One thread per token: route_token of moe/route.c.  key is this token's
- * scratch row [E]. */
-__global__ void k_route(route_params p, const float *__restrict__ logits, float *__restrict__ keys,
-			int32_t *__restrict__ ids, float *__restrict__ wts, size_t n,
-			unsigned long long *bad)
+/* route_token of moe/route.c for one token: logits l [E], scratch key [E],
+ * out id and wt [k].  Returns -1, or the first expert whose logit is NaN or
+ * infinite (the slots are then none). */
+__host__ __device__ static int route_token(const route_params &p, const float *l, float *key,
+					   int32_t *id, float *wt)
 {
-	const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 	const int e = p.experts, k = p.k;
 	const int limits = p.groups > 1;
 	const int softmax_kind = p.kind == MOE_ROUTE_SOFTMAX_TOPK || p.kind == MOE_ROUTE_TOP_P;
-	const float *l;
-	float *key;
-	int32_t *id;
-	float *wt;
 	int c = 0, m;
 	double den = 1;
 	float shift;
 
-	if (t >= n)
-		return;
-	l = logits + t * (size_t)e;
-	key = keys + t * (size_t)e;
-	id = ids + t * (size_t)k;
-	wt = wts + t * (size_t)k;
 	for (int i = 0; i < e; i++)
 		if (!isfinite(l[i])) {
-			atomicMin(bad, (unsigned long long)(t * (size_t)e + (size_t)i));
 			for (int j = 0; j < k; j++) {
 				id[j] = MOE_ROUTE_NONE;
 				wt[j] = 0;
 			}
-			return;
+			return i;
 		}
 	/* 1. keys */
 	if (softmax_kind && (p.bias || limits)) {
@@ -300,20 +327,20 @@ __global__ void k_route(route_params p, const float *__restrict__ logits, float 
 		for (int i = 1; i < e; i++)
 			mx = l[i] > mx ? l[i] : mx;
 		for (int i = 0; i < e; i++)
-			key[i] = exp_poly(__fsub_rn(l[i], mx));
+			key[i] = exp_poly(R_SUB(l[i], mx));
 		z = lane_sum(e, [&](int i) { return key[i]; });
 		inv = (float)(1 / z);
 		for (int i = 0; i < e; i++)
-			key[i] = __fmul_rn(key[i], inv);
+			key[i] = R_MUL(key[i], inv);
 		if (p.bias)
 			for (int i = 0; i < e; i++)
-				key[i] = __fadd_rn(key[i], p.bias[i]);
+				key[i] = R_ADD(key[i], p.bias[i]);
 	} else if (p.kind == MOE_ROUTE_SIGMOID_BIAS) {
 		for (int i = 0; i < e; i++)
-			key[i] = __fadd_rn(sigmoid_f(l[i]), p.bias ? p.bias[i] : 0.0f);
+			key[i] = R_ADD(sigmoid_f(l[i]), p.bias ? p.bias[i] : 0.0f);
 	} else if (p.bias) {
 		for (int i = 0; i < e; i++)
-			key[i] = __fadd_rn(l[i], p.bias[i]);
+			key[i] = R_ADD(l[i], p.bias[i]);
 	} else {
 		for (int i = 0; i < e; i++)
 			key[i] = l[i];
@@ -332,7 +359,7 @@ __global__ void k_route(route_params p, const float *__restrict__ logits, float 
 					b1 = v > b1 ? v : b1;
 					b2 = lo > b2 ? lo : b2;
 				}
-				score[s] = p.topn == 1 || b2 == -INFINITY ? b1 : __fadd_rn(b1, b2);
+				score[s] = p.topn == 1 || b2 == -INFINITY ? b1 : R_ADD(b1, b2);
 			} else {
 				float bv[MAX_TOPN];
 				int cnt = 0;
@@ -397,15 +424,15 @@ __global__ void k_route(route_params p, const float *__restrict__ logits, float 
 			for (int j = 1; j < m; j++)
 				shift = l[id[j]] > shift ? l[id[j]] : shift;
 			for (int j = 0; j < m; j++)
-				wt[j] = exp_poly(__fsub_rn(l[id[j]], shift));
+				wt[j] = exp_poly(R_SUB(l[id[j]], shift));
 			den = lane_sum(m, [&](int j) { return wt[j]; });
 		} else {
 			shift = l[0];
 			for (int i = 1; i < e; i++)
 				shift = l[i] > shift ? l[i] : shift;
-			den = lane_sum(e, [&](int i) { return exp_poly(__fsub_rn(l[i], shift)); });
+			den = lane_sum(e, [&](int i) { return exp_poly(R_SUB(l[i], shift)); });
 			for (int j = 0; j < m; j++)
-				wt[j] = exp_poly(__fsub_rn(l[id[j]], shift));
+				wt[j] = exp_poly(R_SUB(l[id[j]], shift));
 		}
 		break;
 	case MOE_ROUTE_TOP_P: {
@@ -413,16 +440,16 @@ __global__ void k_route(route_params p, const float *__restrict__ logits, float 
 		shift = l[0];
 		for (int i = 1; i < e; i++)
 			shift = l[i] > shift ? l[i] : shift;
-		z = lane_sum(e, [&](int i) { return exp_poly(__fsub_rn(l[i], shift)); });
+		z = lane_sum(e, [&](int i) { return exp_poly(R_SUB(l[i], shift)); });
 		for (int j = 0; j < c; j++) {
-			cum += (double)exp_poly(__fsub_rn(l[id[j]], shift)) / z;
+			cum += (double)exp_poly(R_SUB(l[id[j]], shift)) / z;
 			if (cum >= p.top_p) {
 				m = j + 1;
 				break;
 			}
 		}
 		for (int j = 0; j < m; j++) {
-			wt[j] = exp_poly(__fsub_rn(l[id[j]], shift));
+			wt[j] = exp_poly(R_SUB(l[id[j]], shift));
 			kept += wt[j];
 		}
 		den = p.norm ? kept : z;
@@ -443,19 +470,38 @@ __global__ void k_route(route_params p, const float *__restrict__ logits, float 
 	{
 		const float inv = (float)(p.scaling / den);
 		for (int j = 0; j < m; j++)
-			wt[j] = __fmul_rn(wt[j], inv);
+			wt[j] = R_MUL(wt[j], inv);
 	}
 	for (int j = m; j < k; j++) {
 		id[j] = MOE_ROUTE_NONE;
 		wt[j] = 0;
 	}
+	return -1;
+}
+
+/* One thread per token; *bad: the least token * E + expert with a NaN or
+ * infinite logit (ULLONG_MAX when none). */
+__global__ void k_route(route_params p, const float *__restrict__ logits, float *__restrict__ keys,
+			int32_t *__restrict__ ids, float *__restrict__ wts, size_t n,
+			unsigned long long *bad)
+{
+	const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+	int b;
+
+	if (t >= n)
+		return;
+	b = route_token(p, logits + t * (size_t)p.experts, keys + t * (size_t)p.experts,
+			ids + t * (size_t)p.k, wts + t * (size_t)p.k);
+	if (b >= 0)
+		atomicMin(bad, (unsigned long long)(t * (size_t)p.experts + (size_t)b));
 }
 
 /* Capacity with MOE_ROUTE_DROP: route.c's admission, rank by rank and
  * tokens in order, on one thread (the order is the definition).  cnt [E]
  * scratch; *dropped out. */
-__global__ void k_capacity(int32_t *ids, float *wts, size_t n, int k, int E, unsigned long long cap,
-			   unsigned long long *cnt, unsigned long long *dropped)
+__host__ __device__ static void capacity_pass(int32_t *ids, float *wts, size_t n, int k, int E,
+					      unsigned long long cap, unsigned long long *cnt,
+					      unsigned long long *dropped)
 {
 	unsigned long long d = 0;
 
@@ -475,6 +521,12 @@ __global__ void k_capacity(int32_t *ids, float *wts, size_t n, int k, int E, uns
 			d++;
 		}
 	*dropped = d;
+}
+
+__global__ void k_capacity(int32_t *ids, float *wts, size_t n, int k, int E, unsigned long long cap,
+			   unsigned long long *cnt, unsigned long long *dropped)
+{
+	capacity_pass(ids, wts, n, k, E, cap, cnt, dropped);
 }
 
 /* ------------------------------------------------------- permutation */
@@ -753,6 +805,87 @@ void prof_cuda_free(struct prof_cuda *g)
 	free(g);
 }
 
+/* The kernel's view of a policy (bias pointer left to the caller).
+ * Returns MOE_OK; MOE_EINVAL as moe_route_policy_validate; MOE_EUNSUPPORTED
+ * for what the kernel lacks. */
+static enum moe_status params_of(const struct moe_route_policy *p, route_params *rp)
+{
+	enum moe_status st;
+
+	if ((st = moe_route_policy_validate(p)) != MOE_OK)
+		return st;
+	if (p->noise_std > 0 || p->node_of ||
+	    (p->capacity_factor > 0 && p->overflow == MOE_ROUTE_REROUTE))
+		MOE_FAIL(MOE_EUNSUPPORTED, "cuda: routing noise, node limits and rerouting run on the CPU only");
+	if (p->experts > MAX_EXPERTS)
+		MOE_FAIL(MOE_EUNSUPPORTED, "cuda: %d experts: the permutation kernel takes up to %d",
+			 p->experts, MAX_EXPERTS);
+	if (p->groups > MAX_GROUPS ||
+	    (p->groups > 1 && p->group_topn > MAX_TOPN && p->experts / p->groups > MAX_TOPN))
+		MOE_FAIL(MOE_EUNSUPPORTED, "cuda: groups %d, group_topn %d: the kernel takes up to %d groups and %d keys per group",
+			 p->groups, p->group_topn, MAX_GROUPS, MAX_TOPN);
+	memset(rp, 0, sizeof *rp);
+	rp->kind = p->kind;
+	rp->experts = p->experts;
+	rp->k = p->k;
+	rp->norm = p->norm;
+	rp->groups = p->groups;
+	rp->gpt = p->groups_per_token;
+	/* route.c's effective_topn: at least 1, at most E */
+	rp->topn = p->group_topn < 1 ? 1 : p->group_topn;
+	rp->topn = rp->topn > p->experts ? p->experts : rp->topn;
+	rp->scaling = p->scaling;
+	rp->top_p = p->top_p;
+	return MOE_OK;
+}
+
+enum moe_status prof_cuda_route_host(const struct moe_route_policy *p, const float *logits,
+				     size_t n, int32_t *ids, float *weights, uint64_t *load,
+				     uint64_t *n_dropped)
+{
+	route_params rp;
+	enum moe_status st;
+	float *key;
+	unsigned long long *cnt, dropped = 0;
+	const size_t E = (size_t)p->experts, k = (size_t)p->k;
+
+	if ((st = params_of(p, &rp)) != MOE_OK)
+		return st;
+	rp.bias = p->bias;
+	key = (float *)malloc(E * sizeof(float));
+	cnt = (unsigned long long *)calloc(E, sizeof *cnt);
+	if (!key || !cnt) {
+		free(key);
+		free(cnt);
+		MOE_FAIL(MOE_ENOMEM, "cuda: out of memory for %zu experts", E);
+	}
+	for (size_t t = 0; t < n; t++) {
+		int b = route_token(rp, logits + t * E, key, ids + t * k, weights + t * k);
+		if (b >= 0) {
+			free(key);
+			free(cnt);
+			MOE_FAIL(MOE_EFORMAT, "routing: token %zu, expert %d: logit is NaN or infinite, expected a finite value",
+				 t, b);
+		}
+	}
+	if (p->capacity_factor > 0) {
+		capacity_pass(ids, weights, n, (int)k, (int)E,
+			      (unsigned long long)moe_route_capacity(p, n), cnt, &dropped);
+	} else {
+		for (size_t s = 0; s < n * k; s++)
+			if (ids[s] != MOE_ROUTE_NONE)
+				cnt[ids[s]]++;
+	}
+	if (load)
+		for (size_t e = 0; e < E; e++)
+			load[e] = cnt[e];
+	if (n_dropped)
+		*n_dropped = dropped;
+	free(key);
+	free(cnt);
+	return MOE_OK;
+}
+
 enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cuda_opts *o,
 			      size_t max_tokens, struct prof_cuda **out)
 {
@@ -785,25 +918,8 @@ enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cu
 	} else {
 		prof_layer_cfg_policy(&g->cfg, w->bias, &g->pol);
 	}
-	if ((st = moe_route_policy_validate(&g->pol)) != MOE_OK)
+	if ((st = params_of(&g->pol, &g->rp)) != MOE_OK)
 		goto fail;
-	if (g->pol.noise_std > 0 || g->pol.node_of ||
-	    (g->pol.capacity_factor > 0 && g->pol.overflow == MOE_ROUTE_REROUTE)) {
-		st = moe_error(MOE_EUNSUPPORTED, "cuda: routing noise, node limits and rerouting run on the CPU only");
-		goto fail;
-	}
-	if (g->pol.experts > MAX_EXPERTS) {
-		st = moe_error(MOE_EUNSUPPORTED, "cuda: %d experts: the permutation kernel takes up to %d",
-			       g->pol.experts, MAX_EXPERTS);
-		goto fail;
-	}
-	if (g->pol.groups > MAX_GROUPS ||
-	    (g->pol.groups > 1 && g->pol.group_topn > MAX_TOPN &&
-	     g->pol.experts / g->pol.groups > MAX_TOPN)) {
-		st = moe_error(MOE_EUNSUPPORTED, "cuda: groups %d, group_topn %d: the kernel takes up to %d groups and %d keys per group",
-			       g->pol.groups, g->pol.group_topn, MAX_GROUPS, MAX_TOPN);
-		goto fail;
-	}
 	g->dtype = o->dtype;
 	g->dt = o->dtype == PROF_CUDA_FP16 ? CUDA_R_16F : CUDA_R_16BF;
 	g->gemm = o->gemm == PROF_CUDA_GEMM_LOOP ? PROF_CUDA_GEMM_LOOP : PROF_CUDA_GEMM_GROUPED;
@@ -815,17 +931,6 @@ enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cu
 	g->k = (int)(k = (size_t)g->cfg.top_k);
 	g->Fs = (int)(Fs = (size_t)g->cfg.shared_ffn);
 	g->chunks_max = (int)((n * k + CHUNK - 1) / CHUNK);
-	g->rp.kind = g->pol.kind;
-	g->rp.experts = g->pol.experts;
-	g->rp.k = g->pol.k;
-	g->rp.norm = g->pol.norm;
-	g->rp.groups = g->pol.groups;
-	g->rp.gpt = g->pol.groups_per_token;
-	/* route.c's effective_topn: at least 1, at most E */
-	g->rp.topn = g->pol.group_topn < 1 ? 1 : g->pol.group_topn;
-	g->rp.topn = g->rp.topn > (int)E ? (int)E : g->rp.topn;
-	g->rp.scaling = g->pol.scaling;
-	g->rp.top_p = g->pol.top_p;
 	es = 2; /* bytes of BF16 and FP16 */
 
 	if ((st = CUDA_OK(cudaSetDevice(o->device))) != MOE_OK)
@@ -878,7 +983,7 @@ enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cu
 	if (g->s_router &&
 	    (st = CUDA_OK(cudaMemcpy(g->s_router, w->s_router, H * sizeof(float), cudaMemcpyHostToDevice))) != MOE_OK)
 		goto fail;
-	g->rp.bias = g->bias;
+	g->rp.bias = g->bias; /* the device copy (params_of left it NULL) */
 	g->pol.bias = NULL; /* borrowed from the caller: not kept */
 	g->pol.rng = NULL;
 

@@ -8,14 +8,16 @@
 PROF_CUDA_SRCS = profiler/cuda/forward.cu profiler/cuda/a2a.cu
 PROF_CUDA_HDRS = profiler/cuda/cuda_backend.h profiler/cuda/cuda_int.h
 EXTRA_DIST += $(PROF_CUDA_SRCS) $(PROF_CUDA_HDRS) docs/cuda.md tests/check_cuda.c \
-	tests/cuda_nodevice.sh bench/bench_cuda.c
+	tests/cuda_nodevice.sh tests/cuda_route_host.sh bench/bench_cuda.c
 
 if HAVE_CUDA
 PROF_CUDA_OBJS = profiler/cuda/forward.o profiler/cuda/a2a.o
 # What the .cu files include from the project (rebuild when they change).
 PROF_CUDA_DEPS = $(PROF_CUDA_HDRS) moe/error.h moe/model.h moe/route.h profiler/forward.h \
 	profiler/harness.h profiler/weights.h config.h
-PROF_CUDA_FLAGS = $(NVCCFLAGS) -Xcompiler -fPIC -Xcompiler -Wall,-Wextra \
+# -ffp-contract=off: the host copy of the routing code must round every
+# float operation as moe/route.c does (no FMA), see forward.cu.
+PROF_CUDA_FLAGS = $(NVCCFLAGS) -Xcompiler -fPIC -Xcompiler -Wall,-Wextra,-ffp-contract=off \
 	-I$(top_srcdir) -I$(top_builddir) $(CUDA_CFLAGS) $(GSL_CFLAGS)
 
 profiler/cuda/forward.o: profiler/cuda/forward.cu $(PROF_CUDA_DEPS)
@@ -42,7 +44,7 @@ tests_cuda_gpu_SOURCES = tests/check_cuda.c
 tests_cuda_gpu_CFLAGS = $(AM_CFLAGS) -pthread
 tests_cuda_gpu_LDADD = $(PROF_CUDA_LIBS) profiler/libprofiler.la moe/libmoe.la \
 	$(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
-TESTS += tests/cuda_nodevice.sh
+TESTS += tests/cuda_nodevice.sh tests/cuda_route_host.sh
 
 check-cuda: tests/cuda_gpu$(EXEEXT)
 	tests/cuda_gpu$(EXEEXT)
