@@ -31,7 +31,7 @@
 #endif
 
 static const char usage_text[] =
-	"Usage: moekit sweep SPEC [--db FILE] [--jobs N] [--mode full|analytic] [--quiet]\n"
+	"Usage: moekit sweep SPEC [--db FILE] [--jobs N] [--mode events|analytic] [--quiet]\n"
 	"       mpirun -np N moekit sweep SPEC [--db FILE] ...\n\n"
 	"Run a study: every point of SPEC as one `moekit sim`, all stored in one results\n"
 	"store with the label \"sweep NAME: POINT\".\n\n"
@@ -46,8 +46,10 @@ static const char usage_text[] =
 	"The points are the cross product of the axes (first axis slowest), or the\n"
 	"points listed in a [points] section (`point = cluster=dgx-h100:1 top-k=2`).\n"
 	"Axis and fixed names are long options of `moekit sim`: model, cluster, ep,\n"
-	"tokens-per-gpu, placement, algorithm, trace, pattern, top-k, policy,\n"
-	"capacity-factor, phase, mode, seed, micro-batches, overlap, multipath.\n\n"
+	"tokens-per-gpu, placement, redundant-experts, algorithm, multipath, trace,\n"
+	"step, pattern, seed, top-k, capacity-factor, phase, micro-batches, context,\n"
+	"layers, mode, coalesce, slow-gpu, slow-link, and the flags overlap and\n"
+	"no-dedup (values true or false).\n\n"
 	"A sweep is resumable: points already done in the store are skipped, and a\n"
 	"killed sweep loses at most the points that were running.  Each point runs\n"
 	"in its own process; a point that fails is reported and the sweep goes on\n"
@@ -55,7 +57,7 @@ static const char usage_text[] =
 	"Options:\n"
 	"  --db FILE          results store (default: moekit.db)\n"
 	"  -j, --jobs N       points run at once on this machine (default: 1)\n"
-	"  --mode MODE        full (default) or analytic, passed to every point\n"
+	"  --mode MODE        events (default) or analytic, passed to every point\n"
 	"  --dry-run          list the points and whether they are done; run nothing\n"
 	"  -q, --quiet        no progress bar\n"
 	"  -h, --help         show this help\n\n"
@@ -84,13 +86,19 @@ static int run_child(const struct study_sweep *sw, int i, const char *tmpdb, con
 	unlink(tmpdb);
 	*pid = fork();
 	if (*pid == 0) {
+		/* argv[0] is the program's name, then the "sim" of the point. */
+		char **full = calloc((size_t)argc + 2, sizeof(char *));
 		/* The child's output is the point's json: not the sweep's. */
 		int fd = open("/dev/null", O_WRONLY);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
 			close(fd);
 		}
-		execv("/proc/self/exe", argv);
+		if (full == NULL)
+			_exit(127);
+		full[0] = "moekit";
+		memcpy(full + 1, argv, sizeof(char *) * ((size_t)argc + 1));
+		execv("/proc/self/exe", full);
 		fprintf(stderr, "moekit sweep: cannot run moekit: %s\n", strerror(errno));
 		_exit(127);
 	}
@@ -171,6 +179,7 @@ struct gather {
 	const struct study_sweep *sw;
 	struct cli_bar bar;
 	unsigned long long done, total;
+	unsigned long long kill_after; /* MOEKIT_SWEEP_KILL_AFTER, tests only */
 };
 
 /* Copies a finished point's runs into the study's store. */
@@ -195,6 +204,9 @@ static int gather_point(void *user, int point, const char *tmpdb, int status)
 	}
 	g->done++;
 	cli_bar_update(&g->bar, g->done, g->total, "points");
+	/* Fault injection for the resume test: die as `kill -9` would. */
+	if (g->kill_after > 0 && g->done >= g->kill_after)
+		raise(SIGKILL);
 	return 0;
 }
 
@@ -270,8 +282,8 @@ int cmd_sweep(int argc, char **argv)
 				return 2;
 			break;
 		case 'm':
-			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "analytic") != 0)
-				return cli_usage("sweep", "--mode: '%s': expected full or analytic", optarg);
+			if (strcmp(optarg, "events") != 0 && strcmp(optarg, "analytic") != 0)
+				return cli_usage("sweep", "--mode: '%s': expected events or analytic", optarg);
 			mode = optarg;
 			break;
 		case 'n': dry = 1; break;
@@ -350,8 +362,10 @@ int cmd_sweep(int argc, char **argv)
 			if (i % nranks == rank)
 				todo[mine++] = todo[i];
 		if (rank == 0) {
+			const char *ka = getenv("MOEKIT_SWEEP_KILL_AFTER");
 			g.sw = sw;
 			g.total = (unsigned long long)ntodo;
+			g.kill_after = ka ? strtoull(ka, NULL, 10) : 0;
 			cli_bar_init(&g.bar, quiet);
 			failed = run_points(sw, todo, mine, (int)njobs, mode, tmpdir, gather_point, &g);
 #ifdef HAVE_MPI

@@ -21,5 +21,17 @@ int cmd_version(int argc, char **argv)
 	printf("moekit %s\n", PACKAGE_VERSION);
 	printf("sqlite %s, gsl %s, jansson %s, blas %s\n", store_sqlite_version(), GSL_VERSION,
 	       JANSSON_VERSION, MOEKIT_BLAS);
+	printf("mpi %s, cuda %s\n",
+#ifdef HAVE_MPI
+	       "yes",
+#else
+	       "no",
+#endif
+#ifdef HAVE_CUDA
+	       "yes"
+#else
+	       "no"
+#endif
+	       );
 	return cli_finish_stdout("version");
 }

@@ -34,3 +34,6 @@ tests_check_calib_LDADD = study/libstudy.la sim/libsim.la store/libstore.la moe/
 endif
 TESTS += tests/study_loop.sh
 EXTRA_DIST += tests/study_loop.sh docs/studies.md
+
+TESTS += tests/study_sweep.sh
+EXTRA_DIST += tests/study_sweep.sh

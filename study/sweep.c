@@ -8,10 +8,34 @@
 #include <string.h>
 
 const char *const study_sweep_options[] = {
-	"model", "cluster", "ep", "tokens-per-gpu", "placement", "algorithm", "trace", "pattern",
-	"top-k", "policy", "capacity-factor", "phase", "mode", "seed", "micro-batches", "overlap",
-	"multipath", NULL,
+	"model", "cluster", "ep", "tokens-per-gpu", "placement", "redundant-experts", "algorithm",
+	"multipath", "trace", "step", "pattern", "seed", "top-k", "capacity-factor", "phase",
+	"micro-batches", "context", "layers", "mode", "coalesce", "slow-gpu", "slow-link",
+	"overlap", "no-dedup", NULL,
 };
+
+/* Options of `moekit sim` that take no argument: a value of true/yes/1
+ * passes the flag, false/no/0 leaves it out. */
+static const char *const flag_options[] = {"overlap", "no-dedup", NULL};
+
+static int is_flag(const char *name)
+{
+	for (int i = 0; flag_options[i]; i++)
+		if (strcmp(flag_options[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static int flag_value(const char *v, int *on)
+{
+	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0)
+		*on = 1;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 || strcmp(v, "0") == 0)
+		*on = 0;
+	else
+		return 0;
+	return 1;
+}
 
 #define MAX_AXES 32
 
@@ -63,7 +87,12 @@ static char *trim_dup(const char *b, const char *e)
 static enum moe_status add_option(struct study_option **opts, int *n, const char *name,
 				  const char *value)
 {
-	struct study_option *o = realloc(*opts, sizeof **opts * (size_t)(*n + 1));
+	struct study_option *o;
+	int on;
+
+	if (is_flag(name) && !flag_value(value, &on))
+		MOE_FAIL(MOE_ECONFIG, "%s: '%s' is not true or false", name, value);
+	o = realloc(*opts, sizeof **opts * (size_t)(*n + 1));
 
 	if (o == NULL)
 		MOE_FAIL(MOE_ENOMEM, "out of memory");
@@ -176,6 +205,14 @@ static enum moe_status add_listed_point(struct parse *p, int line, const char *v
 			st = unknown_option(p, line, "points", tok);
 			goto out;
 		}
+		{
+			int on;
+			if (is_flag(tok) && !flag_value(eq + 1, &on)) {
+				st = moe_error(MOE_ECONFIG, "%s:%d: points.point: %s: '%s': expected true "
+					       "or false", p->path, line, tok, eq + 1);
+				goto out;
+			}
+		}
 		for (int i = 0; i < pt->n; i++)
 			if (strcmp(pt->opts[i].name, tok) == 0) {
 				st = moe_error(MOE_ECONFIG, "%s:%d: points.point: %s given twice",
@@ -216,10 +253,24 @@ static enum moe_status handler(void *user, const char *section, const char *key,
 	if (strcmp(section, "fixed") == 0 || strcmp(section, "axes") == 0) {
 		if (!known_option(key))
 			return unknown_option(p, line, section, key);
-		if (*section == 'f')
+		if (*section == 'f') {
+			int on;
+			if (is_flag(key) && !flag_value(value, &on))
+				MOE_FAIL(MOE_ECONFIG, "%s:%d: fixed.%s: '%s': expected true or false",
+					 p->path, line, key, value);
 			return add_option(&p->s->fixed, &p->s->nfixed, key, value);
+		}
 		p->axes_line = p->axes_line ? p->axes_line : line;
-		return add_axis(p, line, key, value);
+		{
+			enum moe_status st = add_axis(p, line, key, value);
+			const struct axis *a = &p->axes[p->naxes - 1];
+			int on;
+			for (int v = 0; st == MOE_OK && is_flag(key) && v < a->nvalues; v++)
+				if (!flag_value(a->values[v], &on))
+					st = moe_error(MOE_ECONFIG, "%s:%d: axes.%s: '%s': expected true "
+						       "or false", p->path, line, key, a->values[v]);
+			return st;
+		}
 	}
 	if (strcmp(section, "points") == 0) {
 		if (strcmp(key, "point") != 0)
@@ -361,11 +412,16 @@ enum moe_status study_sweep_argv(const struct study_sweep *s, int i, const char 
 	ok &= (v[n++] = strdup("sim")) != NULL;
 	for (int k = 0; k < s->nfixed + pt->n && ok; k++) {
 		const struct study_option *o = k < s->nfixed ? &s->fixed[k] : &pt->opts[k - s->nfixed];
-		char *flag = malloc(strlen(o->name) + 3);
+		int on = 1;
+		char *flag;
+		if (is_flag(o->name) && (flag_value(o->value, &on), !on))
+			continue;
+		flag = malloc(strlen(o->name) + 3);
 		if (flag != NULL)
 			sprintf(flag, "--%s", o->name);
 		ok &= (v[n++] = flag) != NULL;
-		ok &= (v[n++] = strdup(o->value)) != NULL;
+		if (!is_flag(o->name))
+			ok &= (v[n++] = strdup(o->value)) != NULL;
 	}
 	for (int k = 0; k < nextra && ok; k++)
 		ok &= (v[n++] = strdup(extra[k])) != NULL;

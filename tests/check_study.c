@@ -66,6 +66,18 @@ START_TEST(cross_product)
 	study_argv_free(argv);
 	study_sweep_free(s);
 	study_sweep_free(NULL);
+
+	/* a flag option passes no value, and is left out when false */
+	write_spec("[sweep]\nname = f\n[axes]\noverlap = true, false\n");
+	ck_assert_int_eq(study_sweep_load(path, &s), MOE_OK);
+	ck_assert_int_eq(study_sweep_argv(s, 0, NULL, &argv, &argc), MOE_OK);
+	ck_assert_int_eq(argc, 2);
+	ck_assert_str_eq(argv[1], "--overlap");
+	study_argv_free(argv);
+	ck_assert_int_eq(study_sweep_argv(s, 1, NULL, &argv, &argc), MOE_OK);
+	ck_assert_int_eq(argc, 1);
+	study_argv_free(argv);
+	study_sweep_free(s);
 }
 END_TEST
 
@@ -110,6 +122,7 @@ START_TEST(bad_specs)
 	fails("[sweep]\nname = x\n[stuff]\na = 1\n", "spec.ini:4: stuff.a: unknown section");
 	fails("[sweep]\nname = a:b\n[axes]\ntop-k = 1\n", "may not contain ':'");
 	fails("[sweep\nname = x\n", "spec.ini:1: syntax error");
+	fails("[sweep]\nname = x\n[axes]\noverlap = true, maybe\n", "spec.ini:4: axes.overlap: 'maybe'");
 	ck_assert_int_eq(study_sweep_load("/nonexistent/spec.ini", &s), MOE_EIO);
 }
 END_TEST
