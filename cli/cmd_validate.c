@@ -182,6 +182,13 @@ int cmd_validate(int argc, char **argv)
 				}
 			}
 		}
+		for (int i = 0; i < n; i++)
+			if (rows[i].measured_dispatch_bytes > 0)
+				cli_table_note(t, "run %lld: dispatch bytes to other ranks measured %.0f, simulated "
+					       "%.0f (%+.1f%%)", (long long)rows[i].run,
+					       rows[i].measured_dispatch_bytes, rows[i].predicted_dispatch_bytes,
+					       100 * (rows[i].predicted_dispatch_bytes /
+						      rows[i].measured_dispatch_bytes - 1));
 		for (int s = 0; s < STUDY_VALID_STAGES; s++)
 			if (cnt[s])
 				cli_table_note(t, "%s: mean |rel_err| %.1f%% over %d runs",

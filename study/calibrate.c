@@ -200,6 +200,8 @@ static int metric_cb(void *user, int n, const char *const *names, const char *co
 	(void)is_num;
 	if (nm && v && strcmp(nm, "sgemm_roof_gflops") == 0)
 		p->roof_flops = strtod(v, NULL) * 1e9;
+	else if (nm && v && strcmp(nm, "dispatch_bytes") == 0)
+		p->dispatch_bytes = strtod(v, NULL);
 	return 0;
 }
 
@@ -244,6 +246,7 @@ enum moe_status study_calib_prun_read(struct store *db, int64_t id, struct study
 	memset(p, 0, sizeof *p);
 	memset(&r, 0, sizeof r);
 	p->id = id;
+	p->dispatch_bytes = -1;
 	if ((st = store_run_each(db, id, run_cb, &r)) != MOE_OK)
 		goto out;
 	if (!r.found) {

@@ -198,6 +198,7 @@ struct study_calib_prun {
 	char model_type[32];
 	double roof_flops;           /* metric sgemm_roof_gflops x 1e9 (or the EP
 				      * summary's rank-0 roof), 0 when not measured */
+	double dispatch_bytes;       /* metric dispatch_bytes (EP runs), -1 when absent */
 	int nstages;
 	char stage[STUDY_CALIB_STAGES_MAX][40];
 	double median_s[STUDY_CALIB_STAGES_MAX];

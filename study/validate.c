@@ -268,6 +268,9 @@ static enum moe_status store_one(struct store *db, const char *cluster, const st
 				s = store_metric_add(db, id, k, r->predicted_s[i] / r->measured_s[i] - 1, "1");
 		}
 	}
+	if (s == MOE_OK && r->measured_dispatch_bytes >= 0 &&
+	    (s = store_metric_add(db, id, "measured_dispatch_bytes", r->measured_dispatch_bytes, "B")) == MOE_OK)
+		s = store_metric_add(db, id, "predicted_dispatch_bytes", r->predicted_dispatch_bytes, "B");
 	if (s == MOE_OK && (s = store_run_done(db, id, summary)) == MOE_OK)
 		r->sim_run = id;
 	else if (s != MOE_OK) {
@@ -367,6 +370,8 @@ enum moe_status study_valid_run(struct store *db, const char *cluster_name, cons
 		r->predicted_s[STUDY_VALID_DISPATCH] = f.dispatch_s;
 		r->predicted_s[STUDY_VALID_COMBINE] = f.combine_s;
 		r->predicted_s[STUDY_VALID_TOTAL] = f.total_s;
+		r->measured_dispatch_bytes = p->ep > 1 ? p->dispatch_bytes : -1;
+		r->predicted_dispatch_bytes = f.dispatch_bytes;
 		/* stored after the loop: everything is simulated first, so
 		 * that a run that fails to simulate leaves nothing written */
 		outs[nrows] = f;

@@ -30,7 +30,8 @@
  * N", inputs naming the profile run, a layers row, stage rows experts,
  * dispatch, combine_a2a, total (the predictions) and metrics
  * measured_<stage>_s, predicted_<stage>_s and relerr_<stage> (predicted /
- * measured - 1).
+ * measured - 1), and for expert-parallel runs measured_dispatch_bytes and
+ * predicted_dispatch_bytes.
  */
 #ifndef MOEKIT_STUDY_VALIDATE_H
 #define MOEKIT_STUDY_VALIDATE_H
@@ -56,6 +57,10 @@ struct study_valid_row {
 	int64_t loads_from;          /* run whose expert loads drove the routing, 0: uniform */
 	double measured_s[STUDY_VALID_STAGES];  /* -1 when not measured */
 	double predicted_s[STUDY_VALID_STAGES];
+	/* bytes sent to other ranks per forward, all ranks together: the
+	 * profiler's metric dispatch_bytes (-1 when absent) and the simulated
+	 * dispatch's: a check of the traffic model apart from the timing */
+	double measured_dispatch_bytes, predicted_dispatch_bytes;
 };
 
 /* Simulates every matching profile run of db (all done profile runs when

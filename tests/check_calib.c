@@ -366,6 +366,7 @@ START_TEST(store_calibrate_validate)
 		ck_assert_int_eq(store_run_begin(s, &meta, &id), MOE_OK);
 		for (int i = 0; i < 4; i++)
 			ck_assert_int_eq(store_stage_add(s, id, &r[i]), MOE_OK);
+		ck_assert_int_eq(store_metric_add(s, id, "dispatch_bytes", 262144, "B"), MOE_OK);
 		ck_assert_int_eq(store_run_done(s, id, NULL), MOE_OK);
 	}
 	/* calibration from the store: the runs' exact times give the truth */
@@ -415,6 +416,10 @@ START_TEST(store_calibrate_validate)
 	ck_assert_double_eq_tol(rows[6].predicted_s[STUDY_VALID_DISPATCH], LAT + 128 * 1024.0 / BW,
 				0.2 * 128 * 1024.0 / BW);
 	ck_assert_int_eq(rows[6].sim_run, 0); /* not stored */
+	/* the traffic: 512 assignments, about half to the other GPU, 1 KiB each */
+	ck_assert_double_eq(rows[6].measured_dispatch_bytes, 262144);
+	ck_assert_double_eq_tol(rows[6].predicted_dispatch_bytes, 262144, 0.15 * 262144);
+	ck_assert_double_eq(rows[0].measured_dispatch_bytes, -1);
 	free(rows);
 	rows = NULL;
 	/* a listed run that cannot be simulated: the a2a benchmark */
