@@ -193,9 +193,25 @@ static int same_model(struct rrun *const *rs, size_t n)
 /* ---- per-layer time breakdown ---- */
 
 static const int parts[] = {RL_DISPATCH, RL_COMPUTE, RL_COMBINE, RL_OTHER, RL_EXPOSED};
-static const char *const part_names[] = {"dispatch (all-to-all)", "expert compute",
-					 "combine (all-to-all)", "other compute",
-					 "exposed wait"};
+static const char *const part_names[] = {"dispatch (all-to-all, not hidden)", "expert compute",
+					 "combine (all-to-all, not hidden)", "other compute",
+					 "wait (idle)"};
+/* What each stacked part plots, from the columns of breakdown.dat (4
+ * dispatch, 5 compute, 6 combine, 7 other, 8 exposed, 9 total).  The store's
+ * exposed_s is the communication not hidden behind compute (all of dispatch
+ * and combine without overlap), so the bars show dispatch and combine scaled
+ * to their exposed share, and the wait is what remains of the layer's time:
+ * the parts then add up to total_s instead of counting the exposed
+ * communication twice. */
+#define EXPOSED_SHARE "((valid(8) && $4+$6 > 0 && $8 < $4+$6) ? $8/($4+$6) : 1)"
+static const char *const part_using[] = {
+	"($4*" EXPOSED_SHARE "*SCALE)",
+	"($5*SCALE)",
+	"($6*" EXPOSED_SHARE "*SCALE)",
+	"($7*SCALE)",
+	"((valid(9) && $9 - $5 - $7 - (valid(8) ? $8 : $4+$6) > 0 ? "
+	"$9 - $5 - $7 - (valid(8) ? $8 : $4+$6) : 0)*SCALE)",
+};
 
 static enum moe_status fig_breakdown(struct fig_ctx *c)
 {
@@ -272,8 +288,8 @@ static enum moe_status fig_breakdown(struct fig_ctx *c)
 			sbuf_add(&plot, "%snewhistogram \"%s\" lt 1, \\\n         ", i ? ", \\\n    " : "",
 				 report_gp_escape(rt, esc, sizeof esc));
 			for (size_t p = 0; p < 5; p++) {
-				sbuf_add(&plot, "%s\"breakdown.dat\" index %zu using ($%zu*SCALE)%s%s "
-					 "%s%s%s", p ? ", \\\n         " : "", i, 4 + p,
+				sbuf_add(&plot, "%s\"breakdown.dat\" index %zu using %s%s%s "
+					 "%s%s%s", p ? ", \\\n         " : "", i, part_using[p],
 					 p == 0 ? ":xtic" : "", p == 0 ? lbl : "",
 					 i == 0 ? "title \"" : "notitle", i == 0 ? part_names[p] : "",
 					 i == 0 ? "\"" : "");
