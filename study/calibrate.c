@@ -376,19 +376,20 @@ void study_calib_data_free(struct study_calib_data *d)
 	free(d);
 }
 
-static int grow(void **p, int n, int *cap, size_t size)
+/* Makes room for one more element in *p (n used, *cap allocated), each of
+ * size bytes; returns the (possibly moved) array, or NULL with *p intact. */
+static void *grow(void *p, int n, int *cap, size_t size)
 {
+	void *t;
+	int c;
+
 	if (n < *cap)
-		return 1;
-	{
-		int c = *cap ? 2 * *cap : 16;
-		void *t = realloc(*p, (size_t)c * size);
-		if (!t)
-			return 0;
-		*p = t;
-		*cap = c;
-	}
-	return 1;
+		return p;
+	c = *cap ? 2 * *cap : 16;
+	if (!(t = realloc(p, (size_t)c * size)))
+		return NULL;
+	*cap = c;
+	return t;
 }
 
 static enum moe_status add_run(struct study_calib_data *d, const struct study_calib_prun *p,
@@ -405,8 +406,10 @@ static enum moe_status add_run(struct study_calib_data *d, const struct study_ca
 			size = strtod(p->stage[i] + 9, &end);
 			if (strcmp(end, "B") != 0 || !(size > 0) || p->ranks < 2)
 				continue;
-			if (!grow((void **)&d->lpt, d->nlpt, lcap, sizeof *d->lpt))
+			struct study_calib_lpt *l = grow(d->lpt, d->nlpt, lcap, sizeof *l);
+			if (!l)
 				return moe_error(MOE_ENOMEM, "out of memory");
+			d->lpt = l;
 			d->lpt[d->nlpt++] = (struct study_calib_lpt){p->id, p->ranks, size, p->median_s[i]};
 			used = 1;
 		}
@@ -427,8 +430,10 @@ static enum moe_status add_run(struct study_calib_data *d, const struct study_ca
 		}
 		if (active == 0)
 			return MOE_OK;
-		if (!grow((void **)&d->cpt, d->ncpt, ccap, sizeof *d->cpt))
+		struct study_calib_cpt *cp = grow(d->cpt, d->ncpt, ccap, sizeof *cp);
+		if (!cp)
 			return moe_error(MOE_ENOMEM, "out of memory");
+		d->cpt = cp;
 		d->cpt[d->ncpt++] = (struct study_calib_cpt){
 			p->id, p->hidden, p->ffn, 3, p->shared_ffn, active, p->threads, p->tokens, rows,
 			gu + ac + dn, p->roof_flops};
