@@ -425,9 +425,30 @@ START_TEST(store_calibrate_validate)
 	/* a listed run that cannot be simulated: the a2a benchmark */
 	ck_assert_int_eq(study_valid_run(s, ini, a2a_only, 1, 1, &rows, &n), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "run 7 has no plan to simulate"));
-	/* a cluster too small for the EP run: it is skipped, the rest run */
-	ck_assert_int_eq(study_valid_run(s, "dgx-h100", NULL, 0, 0, &rows, &n), MOE_OK);
-	free(rows);
+	/* a one-GPU cluster: the EP run is skipped, the rest run; named, it is
+	 * refused with the reason */
+	{
+		char one[600];
+		FILE *f;
+		int64_t ep_only[] = {8};
+		snprintf(one, sizeof one, "%s/one.ini", tmpdir);
+		ck_assert_ptr_nonnull(f = fopen(one, "w"));
+		fputs("[cluster]\nname = one\ngpus_per_node = 1\n[gpu]\ntype = x\nflops_bf16 = 1e11\n"
+		      "hbm = 1e9\nhbm_bw = 1e12\n[intra]\nkind = nvswitch\nbw = 1e9\n[nic]\ncount = 0\n", f);
+		ck_assert_int_eq(fclose(f), 0);
+		ck_assert_int_eq(study_valid_run(s, one, NULL, 0, 0, &rows, &n), MOE_OK);
+		ck_assert_int_eq(n, 6);
+		free(rows);
+		rows = NULL;
+		ck_assert_int_eq(study_valid_run(s, one, ep_only, 1, 0, &rows, &n), MOE_EINVAL);
+		ck_assert_ptr_nonnull(strstr(moe_errmsg(), "run 8 has no plan to simulate"));
+		ck_assert_ptr_nonnull(strstr(moe_errmsg(), "2 expert-parallel ranks, the cluster has 1 GPUs"));
+	}
+	/* a run that does not exist */
+	{
+		int64_t none[] = {99};
+		ck_assert_int_eq(study_valid_run(s, ini, none, 1, 0, &rows, &n), MOE_ENOTFOUND);
+	}
 	store_close(s);
 }
 END_TEST
