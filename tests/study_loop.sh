@@ -79,6 +79,15 @@ grep -q "^; runs used: 1,2,3,4,6$" "$work/here.ini" && grep -q "^; compute fit (
 "$MOEKIT" sim --model mixtral-8x7b --cluster "$work/here.ini" --tokens-per-gpu 64 --quiet >/dev/null \
 	&& echo "ok: sim --cluster" || { echo "FAIL: sim --cluster"; fail=1; }
 
+# a preset's layout and network with this machine's compute and links
+"$MOEKIT" calibrate --db "$db" -o "$work/based.ini" --base dgx-h100 --name based >/dev/null \
+	&& head -1 "$work/based.ini" | grep -q "^base = dgx-h100$" \
+	&& "$MOEKIT" presets show --cluster "$work/based.ini:2" >"$work/show2.txt" \
+	&& grep -q "gpus_per_node  *8" "$work/show2.txt" && grep -q "nic.count  *8" "$work/show2.txt" \
+	&& grep -q "gpu.type  *cpu-process-1t" "$work/show2.txt" \
+	&& "$MOEKIT" sim --model mixtral-8x7b --cluster "$work/based.ini:2" --tokens-per-gpu 64 --quiet >/dev/null \
+	&& echo "ok: calibrate --base" || { echo "FAIL: calibrate --base"; cat "$work/show2.txt"; fail=1; }
+
 # 5. validate: every profile run (4 forward + 1 EP), stored as sim runs
 "$MOEKIT" validate --db "$db" --cluster "$work/here.ini" >"$work/val.txt" \
 	|| { echo "FAIL: validate"; cat "$work/val.txt"; exit 1; }
