@@ -8,7 +8,7 @@
 PROF_CUDA_SRCS = profiler/cuda/forward.cu profiler/cuda/a2a.cu
 PROF_CUDA_HDRS = profiler/cuda/cuda_backend.h profiler/cuda/cuda_int.h
 EXTRA_DIST += $(PROF_CUDA_SRCS) $(PROF_CUDA_HDRS) docs/cuda.md tests/check_cuda.c \
-	tests/cuda_nodevice.sh tests/cuda_route_host.sh bench/bench_cuda.c
+	tests/cuda_nodevice.sh tests/cuda_route_host.sh tests/cuda_cli.sh bench/bench_cuda.c
 
 if HAVE_CUDA
 PROF_CUDA_OBJS = profiler/cuda/forward.o profiler/cuda/a2a.o
@@ -44,7 +44,7 @@ tests_cuda_gpu_SOURCES = tests/check_cuda.c
 tests_cuda_gpu_CFLAGS = $(AM_CFLAGS) -pthread
 tests_cuda_gpu_LDADD = $(PROF_CUDA_LIBS) profiler/libprofiler.la moe/libmoe.la \
 	$(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lpthread -lm
-TESTS += tests/cuda_nodevice.sh tests/cuda_route_host.sh
+TESTS += tests/cuda_nodevice.sh tests/cuda_route_host.sh tests/cuda_cli.sh
 
 check-cuda: tests/cuda_gpu$(EXEEXT)
 	tests/cuda_gpu$(EXEEXT)
