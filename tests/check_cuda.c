@@ -75,6 +75,8 @@ static const struct layer_case cases[] = {
 	{"capacity-drop",      128, 256, 8, 2, 0,   0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0.8, 1,   300, PROF_CUDA_BF16},
 	{"qwen2-shared-gate",  128, 128, 16, 4, 256, 1, 0, MOE_ROUTE_SOFTMAX_TOPK, 0, 1.0, 0, 1, 0,  1,   129, PROF_CUDA_BF16},
 	{"mixtral-fp16",       256, 512, 8, 2, 0,   0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0,   1,   300, PROF_CUDA_FP16},
+	/* not multiples of 8: the looped GEMMs and the 2-byte row gather */
+	{"odd-shapes",         100, 60,  6, 2, 36,  0, 0, MOE_ROUTE_SOFTMAX_TOPK, 1, 1.0, 0, 1, 0,   1,   77,  PROF_CUDA_BF16},
 };
 
 static void round_weights(struct prof_weights *w, enum prof_cuda_dtype dt)
@@ -247,6 +249,15 @@ static void run_case(const struct layer_case *lc, int device)
 	CHECK(st == MOE_OK && memcmp(y, y2, n * H * sizeof(float)) == 0,
 	      "a second run differs (status %d)", (int)st);
 
+	if (H % 8 || lc->ffn % 8 || lc->shared_ffn % 8) {
+		struct prof_cuda *g3 = NULL;
+		CHECK(strcmp(prof_cuda_gemm_name(g), "loop") == 0, "%s GEMMs for unaligned shapes",
+		      prof_cuda_gemm_name(g));
+		o.gemm = PROF_CUDA_GEMM_GROUPED;
+		st = prof_cuda_new(w, &o, n, &g3);
+		CHECK(st == MOE_EUNSUPPORTED, "grouped GEMMs for unaligned shapes: status %d", (int)st);
+		prof_cuda_free(g3);
+	}
 	/* the other GEMM path */
 	o.gemm = PROF_CUDA_GEMM_LOOP;
 	st = prof_cuda_new(w, &o, n, &g2);

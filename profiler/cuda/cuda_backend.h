@@ -105,7 +105,9 @@ enum prof_cuda_dtype {
 };
 
 enum prof_cuda_gemm {
-	PROF_CUDA_GEMM_AUTO,    /* grouped; a loop when cuBLAS refuses the grouped call */
+	PROF_CUDA_GEMM_AUTO,    /* grouped; a loop when cuBLAS refuses the grouped call or
+				 * hidden, ffn or shared ffn is not a multiple of 8 (the
+				 * grouped GEMM's 16-byte alignment) */
 	PROF_CUDA_GEMM_GROUPED, /* cublasGemmGroupedBatchedEx, one call per GEMM stage */
 	PROF_CUDA_GEMM_LOOP     /* one cublasGemmEx per expert */
 };
@@ -134,8 +136,9 @@ struct prof_cuda;
  * owned by the caller (free with prof_cuda_free); MOE_ENOTFOUND when there is
  * no CUDA device; MOE_EINVAL for a bad cfg, device ordinal or max_tokens;
  * MOE_EUNSUPPORTED for a policy the GPU kernel lacks (noise, node limits,
- * rerouting); MOE_ERUNTIME for a CUDA or cuBLAS error (out of device memory
- * included, naming the bytes). */
+ * rerouting), and for PROF_CUDA_GEMM_GROUPED when hidden, ffn or shared ffn
+ * is not a multiple of 8; MOE_ERUNTIME for a CUDA or cuBLAS error (out of
+ * device memory included, naming the bytes). */
 enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cuda_opts *o,
 			      size_t max_tokens, struct prof_cuda **out);
 

@@ -931,6 +931,19 @@ enum moe_status prof_cuda_new(const struct prof_weights *w, const struct prof_cu
 	g->k = (int)(k = (size_t)g->cfg.top_k);
 	g->Fs = (int)(Fs = (size_t)g->cfg.shared_ffn);
 	g->chunks_max = (int)((n * k + CHUNK - 1) / CHUNK);
+	/* the grouped GEMM wants every matrix 16-byte aligned (cuBLAS: when
+	 * k * 2 bytes is a multiple of 16 the pointers must be too); the rows of
+	 * an expert start at off * H or off * F elements, so H, F (and Fs) must
+	 * be multiples of 8: otherwise the loop of cublasGemmEx */
+	if (H % 8 || F % 8 || Fs % 8) {
+		if (o->gemm == PROF_CUDA_GEMM_GROUPED) {
+			st = moe_error(MOE_EUNSUPPORTED, "cuda: grouped GEMMs need hidden, ffn and shared ffn multiples of 8 (%zu, %zu, %zu): use the loop",
+				       H, F, Fs);
+			goto fail;
+		}
+		g->gemm = PROF_CUDA_GEMM_LOOP;
+		g->gemm_auto = 0;
+	}
 	es = 2; /* bytes of BF16 and FP16 */
 
 	if ((st = CUDA_OK(cudaSetDevice(o->device))) != MOE_OK)
