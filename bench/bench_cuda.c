@@ -7,6 +7,10 @@
  *   (d) (a) with 4096 tokens
  *   (m) Mixtral-8x7B's layer: hidden 4096, FFN 14336, 8 experts, top-2, 4096 tokens
  *
+ * With two GPUs or more, each shape's dispatch and combine over all of them
+ * too (NCCL, the traffic of the layer's own routing under expert
+ * parallelism, prof_cuda_a2a_layer_bytes).
+ *
  * Usage: bench_cuda [--reps N] [--warmup N] [--shapes abdm] [--device N] [--fp16] [--loop]
  * Exit status 1 with "no CUDA device" on a machine without one.
  */
@@ -33,7 +37,29 @@ static const struct shape shapes[] = {
 	{'m', 4096, 14336, 8, 2, 4096},
 };
 
-static int run_shape(const struct shape *sh, const struct prof_cuda_opts *o, int warmup, int reps)
+/* With two GPUs or more: the layer's dispatch and combine over all of them
+ * (expert parallelism as profiler/ep.h places it), from its own routing. */
+static void run_ep(const struct prof_cuda *g, const struct shape *sh, int gpus, int warmup, int reps)
+{
+	struct prof_cuda_a2a_result ar;
+	size_t *m = malloc((size_t)gpus * (size_t)gpus * sizeof(size_t));
+	enum moe_status st = MOE_ENOMEM;
+
+	if (m)
+		st = prof_cuda_a2a_layer_bytes(prof_cuda_ids(g), (size_t)sh->tokens, sh->top_k,
+					       sh->experts, gpus, (size_t)sh->hidden * 2, m);
+	if (st == MOE_OK)
+		st = prof_cuda_a2a_exchange(gpus, m, warmup, reps, &ar);
+	if (st == MOE_OK)
+		printf("EP over %d GPUs (NCCL, BF16 rows): dispatch %.1f us, combine %.1f us; largest sender %.2f MiB\n",
+		       gpus, ar.dispatch_s * 1e6, ar.combine_s * 1e6, ar.bytes_max / 1048576);
+	else
+		printf("EP over %d GPUs: %s\n", gpus, moe_errmsg());
+	free(m);
+}
+
+static int run_shape(const struct shape *sh, const struct prof_cuda_opts *o, int warmup, int reps,
+		     int gpus)
 {
 	struct prof_layer_cfg c;
 	struct prof_weights *w = NULL;
@@ -80,6 +106,8 @@ static int run_shape(const struct shape *sh, const struct prof_cuda_opts *o, int
 		       r.stage[PROF_STAGE_TOTAL].median_s > 0 ? 100 * med / r.stage[PROF_STAGE_TOTAL].median_s : 0,
 		       tf);
 	}
+	if (gpus >= 2 && sh->experts % gpus == 0)
+		run_ep(g, sh, gpus, warmup, reps);
 out:
 	if (st != MOE_OK)
 		fprintf(stderr, "bench_cuda: (%c): %s\n", sh->name, moe_errmsg());
@@ -131,6 +159,6 @@ int main(int argc, char **argv)
 	printf("# TFLOP/s on the rows routed (2 H E router + 6 H F per routed row)\n");
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
 		if (strchr(which, shapes[i].name))
-			rc |= run_shape(&shapes[i], &o, warmup, reps);
+			rc |= run_shape(&shapes[i], &o, warmup, reps, count);
 	return rc;
 }

@@ -565,6 +565,23 @@ static int host_route(void)
 		st = prof_cuda_route_host(&p, l, 3, ids, w, NULL, NULL);
 		CHECK(st == MOE_EINVAL, "k 9 of 4 experts: status %d", (int)st);
 	}
+	/* the dispatch traffic of a routed layer (cuda_backend.h's worked example) */
+	{
+		const int32_t ids[8] = {0, 2, 1, 3, 2, 3, 0, MOE_ROUTE_NONE}, bad_ids[8] = {0, 2, 1, 4, 2, 3, 0, 1};
+		const size_t want[4] = {16, 16, 8, 16};
+		size_t bytes[4];
+		enum moe_status st = prof_cuda_a2a_layer_bytes(ids, 4, 2, 4, 2, 8, bytes);
+		CHECK(st == MOE_OK && memcmp(bytes, want, sizeof want) == 0,
+		      "layer traffic: status %d, [%zu %zu; %zu %zu], expected [16 16; 8 16]", (int)st,
+		      bytes[0], bytes[1], bytes[2], bytes[3]);
+		printf("   layer traffic (4 tokens, top-2, 4 experts, 2 GPUs): [%zu %zu; %zu %zu] bytes\n",
+		       bytes[0], bytes[1], bytes[2], bytes[3]);
+		st = prof_cuda_a2a_layer_bytes(ids, 4, 2, 4, 3, 8, bytes);
+		CHECK(st == MOE_EINVAL, "3 GPUs for 4 experts: status %d", (int)st);
+		st = prof_cuda_a2a_layer_bytes(bad_ids, 4, 2, 4, 2, 8, bytes);
+		CHECK(st == MOE_ERANGE && strstr(moe_errmsg(), "token 1 slot 1"), "expert 4 of 4: status %d, %s",
+		      (int)st, moe_errmsg());
+	}
 	gsl_rng_free(r);
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;

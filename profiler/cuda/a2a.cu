@@ -371,3 +371,32 @@ enum moe_status prof_cuda_a2a_run(int gpus, size_t bytes, int warmup, int iters,
 	}
 	return st;
 }
+
+enum moe_status prof_cuda_a2a_layer_bytes(const int32_t *ids, size_t n, int k, int experts,
+					  int gpus, size_t row_bytes, size_t *bytes)
+{
+	size_t per_gpu;
+
+	if (gpus < 1 || experts < 1 || experts % gpus)
+		MOE_FAIL(MOE_EINVAL, "a2a: %d GPUs for %d experts: expected a divisor of the experts",
+			 gpus, experts);
+	if (n < 1 || k < 1)
+		MOE_FAIL(MOE_EINVAL, "a2a: %zu tokens of %d slots: expected at least 1 of each", n, k);
+	per_gpu = (size_t)(experts / gpus);
+	memset(bytes, 0, (size_t)gpus * (size_t)gpus * sizeof *bytes);
+	for (int r = 0; r < gpus; r++) {
+		/* profiler/ep.c's split: GPU r owns [r n / R, (r + 1) n / R) */
+		size_t t0 = n * (size_t)r / (size_t)gpus, t1 = n * (size_t)(r + 1) / (size_t)gpus;
+		for (size_t t = t0; t < t1; t++)
+			for (int j = 0; j < k; j++) {
+				int32_t e = ids[t * (size_t)k + (size_t)j];
+				if (e == MOE_ROUTE_NONE)
+					continue;
+				if (e < 0 || e >= experts)
+					MOE_FAIL(MOE_ERANGE, "a2a: token %zu slot %d: expert %d, expected 0 to %d",
+						 t, j, (int)e, experts - 1);
+				bytes[(size_t)r * (size_t)gpus + (size_t)e / per_gpu] += row_bytes;
+			}
+	}
+	return MOE_OK;
+}

@@ -239,6 +239,20 @@ struct prof_cuda_a2a_result {
 enum moe_status prof_cuda_a2a_exchange(int gpus, const size_t *bytes, int warmup, int iters,
 				       struct prof_cuda_a2a_result *r);
 
+/* The dispatch traffic of one routed MoE layer under expert parallelism over
+ * `gpus` GPUs, the placement of profiler/ep.h: GPU r holds tokens
+ * [r n / gpus, (r + 1) n / gpus) and experts [r E / gpus, (r + 1) E / gpus).
+ * bytes[i * gpus + j] (out, [gpus x gpus]) = row_bytes times the slots of
+ * GPU i's tokens routed to GPU j's experts (one row per slot, no
+ * de-duplication of a token's experts on one GPU; unused slots,
+ * MOE_ROUTE_NONE, send nothing; the diagonal stays local).  ids [n x k]
+ * borrowed.  Host only.  Worked example: n = 4, k = 2, E = 4, 2 GPUs, ids
+ * [0 2 | 1 3 | 2 3 | 0 -1], row_bytes 8: bytes = [16 16; 8 16].  Returns
+ * MOE_OK; MOE_EINVAL when gpus < 1 or does not divide E, or n or k < 1;
+ * MOE_ERANGE naming the slot whose expert id is out of range. */
+enum moe_status prof_cuda_a2a_layer_bytes(const int32_t *ids, size_t n, int k, int experts,
+					  int gpus, size_t row_bytes, size_t *bytes);
+
 /* The uniform microbenchmark step: every GPU sends `bytes` in total, rounded
  * down to a multiple of 4 * gpus (at least 4 per pair), bytes / gpus to
  * each.  *time_s: the dispatch time of one call; *sent_bytes: the size used.
