@@ -727,6 +727,46 @@ START_TEST(net_coalesce_trades_events_for_bounded_error)
 }
 END_TEST
 
+/* Spraying balances the spine uplinks; ECMP's hash puts unequal numbers of
+ * flows on them, so the same all-to-all through an oversubscribed fat tree
+ * ends later (collisions), never earlier. */
+START_TEST(a2a_ecmp_collisions_cost_time)
+{
+	struct moe_cluster c = cluster(8, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_FAT_TREE);
+	struct sim_topo *te, *ts;
+	struct sim_net *ne, *ns;
+	struct sim_traffic *tr;
+	struct sim_a2a_opts o = {SIM_A2A_DIRECT, 1, 0, 4096};
+	struct sim_a2a_result re, rs;
+
+	c.nodes_per_leaf = 2;
+	c.oversubscription = 2;
+	c.switch_lat_s = 0;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &te), MOE_OK);
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_SPRAY, &ts), MOE_OK);
+	ck_assert_int_eq(te->uplinks, 4);
+	ck_assert_int_eq(sim_net_new(te, 0, &ne), MOE_OK);
+	ck_assert_int_eq(sim_net_new(ts, 0, &ns), MOE_OK);
+	ck_assert_int_eq(sim_traffic_new(32, 4, &tr), MOE_OK);
+	for (int s = 0; s < 32; s++)
+		for (int d = 0; d < 32; d++)
+			sim_traffic_add(tr, s, d, 500);
+	ck_assert_int_eq(sim_a2a_run(ne, te, tr, &o, NULL, &re), MOE_OK);
+	ck_assert_int_eq(sim_a2a_run(ns, ts, tr, &o, NULL, &rs), MOE_OK);
+	ck_assert_double_eq(re.network_bytes, rs.network_bytes);
+	/* spray: the 8 GPUs of a leaf send to the 24 outside it through
+	 * uplinks of 2 nodes x 4 NICs x 45 GB/s / 2, the bottleneck throughout */
+	assert_rel(rs.completion_s, 5e-6 + 8.0 * 24 * 500 * 4096 / (2 * 4 * 45e9 / 2), 1e-9);
+	ck_assert(re.completion_s > rs.completion_s * (1 + 1e-6));
+	ck_assert_int_eq(te->links[re.bottleneck_link].kind, SIM_LINK_SWITCH);
+	sim_traffic_free(tr);
+	sim_net_free(ne);
+	sim_net_free(ns);
+	sim_topo_free(te);
+	sim_topo_free(ts);
+}
+END_TEST
+
 START_TEST(a2a_hot_gpu_is_slowest)
 {
 	struct a2a_env e;
@@ -957,6 +997,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
 	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
+	tcase_add_test(core, a2a_ecmp_collisions_cost_time);
 	tcase_add_test(core, place_kinds);
 	tcase_add_test(core, compute_roofline_worked_example);
 	tcase_add_test(core, step_hot_gpu_and_tokens);
