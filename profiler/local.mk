@@ -56,3 +56,4 @@ EXTRA_DIST += tests/fuzz/fuzz_safetensors.c tests/fuzz/run_safetensors.sh \
 	tests/data/profiler/fuzz_seeds/overlap.safetensors \
 	tests/data/profiler/fuzz_seeds/scalar.safetensors \
 	tests/data/profiler/fuzz_seeds/short.bin
+include profiler/cuda/local.mk
