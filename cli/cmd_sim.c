@@ -254,7 +254,7 @@ static enum moe_status trace_layer(struct ctx *x, int layer, int k, int *rk,
 				return st;
 		}
 		for (size_t i = 0; i < ch->n; i++) {
-			int r = (int)ch->ranks[i], slot = fill[r]++;
+			int r = ch->ranks != NULL ? (int)ch->ranks[i] : 0, slot = fill[r]++;
 			int *dst = &rk[((size_t)r * (size_t)T + (size_t)slot) * (size_t)k];
 			if (slot >= T)
 				return moe_error(MOE_EINVAL, "--trace %s: rank %d has more than %d tokens in layer %d",
@@ -902,9 +902,11 @@ int cmd_sim(int argc, char **argv)
 			       ch->step == (uint64_t)o.step && ch->layer == (uint32_t)l) {
 				if (ch->n > x.maxchunk)
 					x.maxchunk = ch->n;
-				for (size_t i = 0; i < ch->n; i++)
-					if (++cnt[ch->ranks[i]] > plan.tokens_per_gpu)
-						plan.tokens_per_gpu = cnt[ch->ranks[i]];
+				for (size_t i = 0; i < ch->n; i++) {
+					uint32_t r = ch->ranks != NULL ? ch->ranks[i] : 0;
+					if (++cnt[r] > plan.tokens_per_gpu)
+						plan.tokens_per_gpu = cnt[r];
+				}
 				if (l == 0) {
 					uint64_t *ld = calloc((size_t)m.experts, sizeof *ld);
 					if (ld == NULL) {
