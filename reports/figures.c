@@ -209,8 +209,8 @@ static const char *const part_using[] = {
 	"($5*SCALE)",
 	"($6*" EXPOSED_SHARE "*SCALE)",
 	"($7*SCALE)",
-	"((valid(9) && $9 - $5 - $7 - (valid(8) ? $8 : $4+$6) > 0 ? "
-	"$9 - $5 - $7 - (valid(8) ? $8 : $4+$6) : 0)*SCALE)",
+	("((valid(9) && $9 - $5 - $7 - (valid(8) ? $8 : $4+$6) > 0 ? "
+	 "$9 - $5 - $7 - (valid(8) ? $8 : $4+$6) : 0)*SCALE)"),
 };
 
 static enum moe_status fig_breakdown(struct fig_ctx *c)
