@@ -214,7 +214,7 @@ struct ctx {
 	struct sim_topo *t;
 	const double *pop;                /* expert popularity, sums to 1 */
 	struct store *db;
-	const char *inputs;
+	json_t *inputs;                   /* the run's inputs; top_k set per run */
 	int kmax, nlayers;
 	struct cli_bar *bar;
 	/* --trace */
@@ -347,13 +347,22 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		struct store_run_meta meta;
 		snprintf(label, sizeof label, "%s%stop-%d", o->label ? o->label : "",
 			 o->label ? " " : "", k);
+		char *inputs_txt = NULL;
+		/* Runs of one --top-k list differ in top_k alone: say so in their
+		 * inputs, so that compare and report pair them. */
+		if (x->inputs != NULL) {
+			json_object_set_new(x->inputs, "top_k", json_integer(k));
+			inputs_txt = json_dumps(x->inputs, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		}
 		meta.kind = "sim";
 		meta.label = label;
 		meta.model = o->model;
 		meta.cluster = o->cluster;
-		meta.inputs_json = x->inputs;
+		meta.inputs_json = inputs_txt;
 		meta.seed = (uint64_t)o->seed;
-		if ((s = store_run_begin(x->db, &meta, &id)) != MOE_OK)
+		s = store_run_begin(x->db, &meta, &id);
+		free(inputs_txt);
+		if (s != MOE_OK)
 			goto fail;
 		running = 1;
 		rr->run_id = id;
@@ -548,11 +557,12 @@ static void print_table(const struct ctx *x, const struct runres *rr, int nr)
 
 		cli_table_note(t, "moekit sim: model %s, cluster %s, EP %d (%d nodes x %d GPUs), top-%d",
 			       o->model, o->cluster, x->t->gpus, x->t->nodes, x->t->gpus_per_node, rr[r].k);
-		cli_table_note(t, "%ld tokens/GPU, %s, %s, %s placement, %s, pattern %s, seed %ld, mode %s",
+		cli_table_note(t, "%ld tokens/GPU, %s, %s, %s placement, %s, %s %s, seed %ld, mode %s",
 			       (long)x->plan->tokens_per_gpu, moe_phase_name(x->plan->phase),
 			       sim_a2a_algo_name(o->algo), moe_placement_name(x->plan->placement),
 			       o->mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray",
-			       o->zipf > 0 ? "zipf" : "uniform", o->seed,
+			       o->trace ? "trace" : "pattern",
+			       o->trace ? o->trace : o->zipf > 0 ? "zipf" : "uniform", o->seed,
 			       o->mode == SIM_STEP_ANALYTIC ? "analytic" : "events");
 		if (fresh) {
 			cli_table_col(t, "top_k", CLI_COL_NUM);
@@ -691,7 +701,6 @@ int cmd_sim(int argc, char **argv)
 	struct cli_bar bar;
 	double *pop = NULL;
 	json_t *inputs = NULL;
-	char *inputs_txt = NULL;
 	enum moe_status st;
 	int rc = 0, opt, nr = 0;
 
@@ -1002,11 +1011,11 @@ int cmd_sim(int argc, char **argv)
 	if (inputs != NULL)
 		json_object_set_new(inputs, "coalesce", json_real(o.coalesce));
 	if (inputs != NULL && o.trace != NULL) {
+		json_object_set_new(inputs, "pattern", json_string("trace"));
 		json_object_set_new(inputs, "trace", json_string(o.trace));
 		json_object_set_new(inputs, "step", json_integer(o.step));
 		json_object_set_new(inputs, "tokens_per_gpu", json_integer(plan.tokens_per_gpu));
 	}
-	inputs_txt = inputs ? json_dumps(inputs, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	if (o.db != NULL && (st = store_open(o.db, STORE_WRITE, &db)) != MOE_OK) {
 		rc = cli_fail("sim", st);
 		goto out;
@@ -1019,7 +1028,7 @@ int cmd_sim(int argc, char **argv)
 	x.t = t;
 	x.pop = pop;
 	x.db = db;
-	x.inputs = inputs_txt;
+	x.inputs = inputs;
 	x.kmax = o.ks[o.nk - 1];
 	x.nlayers = (int)(o.layers > 0 && o.layers < m.moe_layers ? o.layers : m.moe_layers);
 	x.bar = &bar;
@@ -1042,7 +1051,6 @@ out:
 	for (int i = 0; i < nr; i++)
 		json_decref(rr[i].layers);
 	json_decref(inputs);
-	free(inputs_txt);
 	free(pop);
 	store_close(db);
 	sim_topo_free(t);
