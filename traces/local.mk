@@ -59,3 +59,9 @@ bench_bench_trace_LDADD = traces/libtraces.la moe/libmoe.la $(ZLIB_LIBS) $(ZSTD_
 	$(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 
 include traces/gen.mk
+
+# Router logits from a Hugging Face model (needs torch and transformers).
+tracesscriptdir = $(pkgdatadir)/traces
+dist_tracesscript_SCRIPTS = traces/capture_hf.py
+TESTS += tests/trace_capture_hf.sh
+EXTRA_DIST += tests/trace_capture_hf.sh
