@@ -8,6 +8,10 @@
  *   (c) (a) with top-1
  *   (d) (a) with 4096 tokens
  *
+ * cores: CPU time over wall time of moekit's timed forwards (how many cores
+ * it really had on a shared machine); GF/core: GFLOP per CPU-second, the
+ * throughput per busy core, which other users' load does not hide.
+ *
  * Usage: bench_forward [--reps N] [--threads LIST] [--shapes abcd] [--no-torch]
  * PyTorch runs as `$PYTHON3 bench/torch_moe_block.py ...` with
  * OMP_WAIT_POLICY=passive and OMP/MKL/OPENBLAS_NUM_THREADS set to the thread
@@ -90,8 +94,9 @@ int main(int argc, char **argv)
 		printf("#\n# cpu: %s, %d cores; blas: %s\n", m.cpu, m.cores, m.blas);
 		printf("# threads %d: SGEMM roof %.1f GFLOP/s (%d^3, best of 3); load average %.2f\n",
 		       threads, m.sgemm_gflops, m.sgemm_n, m.load_avg);
-		printf("%5s %5s %5s %4s %3s %6s %3s %10s %9s %7s %10s %9s %7s\n", "shape", "H", "F", "E",
-		       "k", "tokens", "thr", "moekit_ms", "GFLOP/s", "%roof", "torch_ms", "GFLOP/s", "ratio");
+		printf("%5s %5s %5s %4s %3s %6s %3s %10s %9s %7s %6s %9s %10s %9s %7s\n", "shape", "H", "F",
+		       "E", "k", "tokens", "thr", "moekit_ms", "GFLOP/s", "%roof", "cores", "GF/core", "torch_ms",
+		       "GFLOP/s", "ratio");
 		for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
 			const struct shape *s = &shapes[si];
 			struct prof_layer_cfg c;
@@ -128,14 +133,16 @@ int main(int argc, char **argv)
 				tt = torch_time(s, threads, reps, srcdir);
 			double ms = res.stage[PROF_STAGE_TOTAL].median_s * 1e3;
 			if (tt > 0)
-				printf("%5c %5d %5d %4d %3d %6d %3d %10.2f %9.1f %6.1f%% %10.2f %9.1f %6.2fx\n",
+				printf("%5c %5d %5d %4d %3d %6d %3d %10.2f %9.1f %6.1f%% %6.2f %9.1f %10.2f %9.1f %6.2fx\n",
 				       s->name, s->hidden, s->ffn, s->experts, s->top_k, s->tokens, threads, ms,
-				       res.gflops, 100 * res.gflops / m.sgemm_gflops, tt * 1e3,
+				       res.gflops, 100 * res.gflops / m.sgemm_gflops, res.cores_used,
+				       res.flops[PROF_STAGE_TOTAL] / res.cpu_s / 1e9, tt * 1e3,
 				       res.flops[PROF_STAGE_TOTAL] / tt / 1e9, tt * 1e3 / ms);
 			else
-				printf("%5c %5d %5d %4d %3d %6d %3d %10.2f %9.1f %6.1f%% %10s %9s %7s\n",
+				printf("%5c %5d %5d %4d %3d %6d %3d %10.2f %9.1f %6.1f%% %6.2f %9.1f %10s %9s %7s\n",
 				       s->name, s->hidden, s->ffn, s->experts, s->top_k, s->tokens, threads, ms,
-				       res.gflops, 100 * res.gflops / m.sgemm_gflops, "n/a", "n/a", "n/a");
+				       res.gflops, 100 * res.gflops / m.sgemm_gflops, res.cores_used,
+				       res.flops[PROF_STAGE_TOTAL] / res.cpu_s / 1e9, "n/a", "n/a", "n/a");
 			printf("#   stages (median ms): router %.2f routing %.2f permute %.2f gate_up %.2f "
 			       "activation %.2f down %.2f combine %.2f\n",
 			       res.stage[PROF_STAGE_ROUTER].median_s * 1e3, res.stage[PROF_STAGE_ROUTING].median_s * 1e3,

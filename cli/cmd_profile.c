@@ -213,6 +213,8 @@ static json_t *summary_obj(const struct prof_machine *mc, const struct prof_resu
 	json_object_set_new(j, "roof_fraction",
 			    mc->sgemm_gflops > 0 ? json_real(r->gflops / mc->sgemm_gflops) : json_null());
 	json_object_set_new(j, "peak_rss_bytes", json_real(r->peak_rss_bytes));
+	json_object_set_new(j, "cpu_s", json_real(r->cpu_s));
+	json_object_set_new(j, "cores_used", json_real(r->cores_used));
 	json_object_set_new(j, "packed_bytes", json_real(prof_forward_bytes(f)));
 	return j;
 }
@@ -266,6 +268,10 @@ static enum moe_status store_run(const struct opts *o, const char *inputs, json_
 		st = store_metric_add(db, id, "dropped", r->dropped, "1");
 	if (st == MOE_OK)
 		st = store_metric_add(db, id, "threads", mc->threads, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "cores_used", r->cores_used, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "cpu_s", r->cpu_s, "s");
 	if (st == MOE_OK)
 		st = store_metric_add(db, id, "flops", r->flops[PROF_STAGE_TOTAL], "FLOP");
 	if (st != MOE_OK) {
@@ -327,8 +333,10 @@ static void print_result(const struct opts *o, const struct prof_layer_cfg *c, i
 			       mc->sgemm_gflops, mc->sgemm_n, r->gflops, 100 * r->gflops / mc->sgemm_gflops);
 	else
 		cli_table_note(t, "layer %.1f GFLOP/s (SGEMM roof not probed)", r->gflops);
-	cli_table_note(t, "peak memory %.1f MiB; activation is fused into gate_up's epilogue",
+	cli_table_note(t, "cores used %.2f (CPU time / wall time), %.1f GFLOP per CPU-second; peak memory %.1f MiB",
+		       r->cores_used, r->cpu_s > 0 ? r->flops[PROF_STAGE_TOTAL] / r->cpu_s / 1e9 : 0.0,
 		       r->peak_rss_bytes / 1048576.0);
+	cli_table_note(t, "activation is fused into gate_up's epilogue");
 	for (int i = 0; i < 7; i++)
 		cli_table_col(t, cols[i], i == 0 ? CLI_COL_STR : CLI_COL_NUM);
 	for (int s = 0; s < PROF_STAGE_COUNT; s++) {

@@ -35,6 +35,15 @@ void prof_stat_of(double *v, size_t n, struct prof_stat *s)
 	s->min_s = v[0];
 }
 
+static double cpu_now_s(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static void cpu_model(char *buf, size_t n)
 {
 	FILE *fp = fopen("/proc/cpuinfo", "r");
@@ -114,7 +123,7 @@ enum moe_status prof_harness_run(struct prof_forward *f, const float *x, size_t 
 				 int warmup, int reps, prof_forward_cb cb, void *user,
 				 struct prof_result *r)
 {
-	double *t, st[PROF_STAGE_COUNT];
+	double *t, st[PROF_STAGE_COUNT], cpu_sum = 0, wall_sum = 0;
 	enum moe_status rc = MOE_OK;
 	struct rusage ru;
 	uint64_t step = 0;
@@ -128,15 +137,21 @@ enum moe_status prof_harness_run(struct prof_forward *f, const float *x, size_t 
 	r->reps = reps;
 	r->warmup = warmup;
 	for (int i = 0; i < warmup + reps; i++) {
+		double c0 = cpu_now_s();
 		if ((rc = prof_forward_run(f, x, n, y, st)) != MOE_OK)
 			goto out;
-		if (i >= warmup)
+		if (i >= warmup) {
 			for (int s = 0; s < PROF_STAGE_COUNT; s++)
 				t[(size_t)s * (size_t)reps + (size_t)(i - warmup)] = st[s];
+			cpu_sum += cpu_now_s() - c0;
+			wall_sum += st[PROF_STAGE_TOTAL];
+		}
 		if (cb && (rc = cb(user, step, n)) != MOE_OK)
 			goto out;
 		step++;
 	}
+	r->cpu_s = cpu_sum / reps;
+	r->cores_used = wall_sum > 0 ? cpu_sum / wall_sum : 0;
 	for (int s = 0; s < PROF_STAGE_COUNT; s++) {
 		prof_stat_of(t + (size_t)s * (size_t)reps, (size_t)reps, &r->stage[s]);
 		r->flops[s] = prof_forward_flops(f, (enum prof_stage)s);

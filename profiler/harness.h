@@ -14,6 +14,11 @@
  * square 2048 x 2048 x 2048 single-precision product with the same number
  * of threads, best of 3 after a warm-up: the ceiling the layer's GEMMs could
  * reach on this machine.
+ *
+ * On a shared machine other processes take cores; cores_used (CPU time over
+ * wall time of the timed forwards) says how many the run really had, and
+ * flops / cpu_s is the throughput per busy core, which contention does not
+ * hide.
  */
 #ifndef MOEKIT_PROFILER_HARNESS_H
 #define MOEKIT_PROFILER_HARNESS_H
@@ -45,6 +50,11 @@ struct prof_result {
 	double routed_rows;               /* slots routed (after capacity) */
 	double dropped;                   /* slots dropped per forward */
 	double peak_rss_bytes;            /* getrusage: the process's peak so far */
+	double cpu_s;                     /* process CPU time (user + system) per timed
+					   * forward, mean over the reps */
+	double cores_used;                /* cpu_s / mean wall time: how many cores the
+					   * run actually had; below the thread count on a
+					   * shared machine, the figures are contended */
 };
 
 /* Fills m with the CPU, cores, BLAS and, when probe_gemm is non-zero, the

@@ -61,6 +61,7 @@ assert len(st) == 8, st
 assert st["total"]["median_s"] >= max(r["median_s"] for k, r in st.items() if k != "total")
 assert d["inputs"]["top_k"] == 2 and d["inputs"]["hidden"] == 64
 assert d["summary"]["routed_rows"] == 64 and d["summary"]["gflops"] > 0
+assert 0 < d["summary"]["cores_used"] <= 2.5 and d["summary"]["cpu_s"] > 0
 for r in st.values():
     assert r["min_s"] <= r["p10_s"] <= r["median_s"] <= r["p90_s"]
 PY
