@@ -714,7 +714,10 @@ enum moe_status prof_forward_new(const struct prof_weights *w, int threads, size
 	f->kname = "portable 6x16";
 #ifdef PROF_X86
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+	/* MOEKIT_KERNEL=portable forces the C kernel (tests hold it against the
+	 * reference on machines that have AVX2). */
+	if (!(getenv("MOEKIT_KERNEL") && strcmp(getenv("MOEKIT_KERNEL"), "portable") == 0) &&
+	    __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
 		f->kern = kern_avx2;
 		f->avx2 = 1;
 		f->kname = "avx2-fma 6x16";

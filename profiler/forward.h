@@ -16,7 +16,8 @@
  * computes both and its epilogue applies SiLU(gate) * up while the tile is
  * still in registers and cache).  Tokens are packed in 6-row panels by the
  * permute stage, which is the gather itself.  The kernel is AVX2+FMA when the
- * CPU has it (checked at run time), else portable C.
+ * CPU has it (checked at run time), else portable C; the environment
+ * variable MOEKIT_KERNEL=portable forces the portable one.
  *
  * Threads: one pool of `threads` threads (the caller is one of them) runs
  * every stage but routing; OpenBLAS is set to one thread and called by each

@@ -374,6 +374,27 @@ START_TEST(test_forward_small)
 }
 END_TEST
 
+START_TEST(test_forward_portable)
+{
+	/* the portable C kernel and epilogue, forced, against the reference */
+	setenv("MOEKIT_KERNEL", "portable", 1);
+	{
+		struct prof_layer_cfg c = small_cfg(300, 270, 4, 2, 21);
+		gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+		struct prof_weights *w;
+		struct prof_forward *f;
+		ck_assert_int_eq(prof_weights_random(&c, r, &w), MOE_OK);
+		ck_assert_int_eq(prof_forward_new(w, 1, 4, &f), MOE_OK);
+		ck_assert_str_eq(prof_forward_kernel(f), "portable 6x16");
+		prof_forward_free(f);
+		prof_weights_free(w);
+		gsl_rng_free(r);
+		check_forward(c, 29, 2);
+	}
+	unsetenv("MOEKIT_KERNEL");
+}
+END_TEST
+
 START_TEST(test_forward_deepseek)
 {
 	struct prof_layer_cfg c = small_cfg(64, 24, 16, 4, 48);
@@ -532,6 +553,7 @@ static Suite *suite(void)
 	tcase_add_test(core, test_config);
 	tcase_add_test(core, test_forward_small);
 	tcase_add_test(core, test_forward_deepseek);
+	tcase_add_test(core, test_forward_portable);
 	tcase_add_test(core, test_forward_determinism);
 	tcase_add_test(core, test_top1_top2);
 	tcase_add_test(core, test_forward_experts);
