@@ -230,6 +230,10 @@ enum moe_status prof_ep_run(struct prof_ep *ep, const float *x, float *y, double
 			memcpy(ep->send_x + p * H, x + i * H, H * sizeof(float));
 			nsend++;
 		}
+	/* Each exchange starts after a barrier, so that dispatch and combine_a2a
+	 * time the exchange alone; waiting for the slowest rank counts in the
+	 * stage before it (as the simulator separates compute and transfer). */
+	MPI_TRY(MPI_Barrier(ep->comm), "barrier");
 	t[PROF_EP_PERMUTE] = now_s() - tp;
 	tp = now_s();
 
@@ -261,6 +265,7 @@ enum moe_status prof_ep_run(struct prof_ep *ep, const float *x, float *y, double
 			return st;
 		ep->flops_local += prof_forward_flops(ep->fsh, PROF_STAGE_TOTAL);
 	}
+	MPI_TRY(MPI_Barrier(ep->comm), "barrier");
 	t[PROF_EP_EXPERTS] = now_s() - tp;
 	tp = now_s();
 

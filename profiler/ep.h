@@ -17,7 +17,9 @@
  * so the output equals the single-process layer's (same routing without a
  * capacity limit; the sums in the same order) to float rounding.  Stage
  * times are the maximum over ranks of each forward (the slowest rank is the
- * layer's time).
+ * layer's time).  Each exchange starts after a barrier, so dispatch and
+ * combine_a2a time the exchange alone and waiting for the slowest rank's
+ * experts counts in `experts` (stages then add up to the total).
  *
  * All-to-all bandwidth, as nccl-tests defines it for alltoall
  * (doc/PERFORMANCE.md there): with S the bytes each rank sends in total
