@@ -14,8 +14,11 @@
 #include "traces/trace.h"
 #ifdef HAVE_MPI
 #include <mpi.h>
-#include "moe/units.h"
 #include "profiler/ep.h"
+#endif
+#include "moe/units.h"
+#ifdef HAVE_CUDA
+#include "profiler/cuda/cuda_backend.h"
 #endif
 
 #include <getopt.h>
@@ -30,7 +33,9 @@
 static const char usage_text[] =
 	"Usage: moekit profile (--model PRESET|FILE | --weights DIR) [options]\n"
 	"       mpirun -np R moekit profile --ep R (--model ... | --weights ...) [options]\n"
-	"       mpirun -np R moekit profile a2a [options]\n\n"
+	"       mpirun -np R moekit profile a2a [options]\n"
+	"       moekit profile --device cuda[:N] (--model ... | --weights ...) [options]\n"
+	"       moekit profile a2a --device cuda [--gpus G] [options]\n\n"
 	"Run one MoE layer's forward pass in FP32 on this machine's CPU and time\n"
 	"each stage: router GEMM, routing (the same policies as `moekit trace`),\n"
 	"permutation into per-expert groups, the fused gate/up GEMM, the SiLU(gate)\n"
@@ -60,7 +65,14 @@ static const char usage_text[] =
 	"  --output FILE.npy   write the layer's output [tokens x hidden], float32\n"
 	"  --capture FILE      write every forward's routing (ids, weights, logits) as a\n"
 	"                      .moetrace (one layer, one step per forward)\n"
-	"  --no-probe          skip the SGEMM roof probe (no %-of-roof figures)\n\n"
+	"  --no-probe          skip the SGEMM roof probe (no %-of-roof figures)\n"
+	"  --device DEV        cpu (default), or cuda[:N]: the CUDA back end on GPU N\n"
+	"                      (default 0): BF16 weights and activations with FP32\n"
+	"                      accumulation, cuBLAS GEMMs (experts grouped), the same\n"
+	"                      routing as the CPU, stage times from CUDA events.  A\n"
+	"                      build without CUDA, or a machine without a GPU, says\n"
+	"                      so and exits 1.\n"
+	"  --dtype T           with --device cuda: bf16 (default) or fp16\n\n"
 	"Output:\n"
 	"  --db FILE           store the run (kind profile) with its stages, expert\n"
 	"                      loads and metrics\n"
@@ -73,7 +85,8 @@ static const char usage_text[] =
 	"                      [rE/R, (r+1)E/R) and its share of the tokens; dispatch\n"
 	"                      and combine by MPI_Alltoallv, timed as their own stages\n"
 	"                      (max over ranks); output equals one process's.\n"
-	"  `moekit profile a2a --help`: the MPI all-to-all microbenchmark.\n"
+	"  `moekit profile a2a --help`: the MPI all-to-all microbenchmark\n"
+	"  (with --device cuda: NCCL between the GPUs of this node, no mpirun).\n"
 	"A build without MPI says so and exits 1.\n\n"
 	"Examples:\n"
 	"  moekit profile --model mixtral-8x7b --hidden 1024 --ffn 2816 --tokens 512\n"
@@ -91,6 +104,8 @@ struct opts {
 	long hidden, ffn, experts, top_k, layer, tokens, threads, reps, warmup, seed;
 	int probe, quiet;
 	enum cli_format fmt;
+	int cuda, fp16;         /* --device cuda[:N], --dtype fp16 */
+	long cuda_dev;
 };
 
 struct capture {
@@ -896,6 +911,407 @@ static int run_a2a(int argc, char **argv)
 }
 #endif
 
+/* --device: "cpu", "cuda" or "cuda:N".  Returns 1, or 0 after printing the
+ * usage error. */
+static int parse_device(const char *s, int *cuda, long *dev)
+{
+	*cuda = 0;
+	*dev = 0;
+	if (strcmp(s, "cpu") == 0)
+		return 1;
+	if (strncmp(s, "cuda", 4) == 0 && (s[4] == '\0' || s[4] == ':')) {
+		*cuda = 1;
+		return s[4] == '\0' || cli_parse_long(CMD, "--device cuda:N", s + 5, 0, 1023, dev);
+	}
+	cli_usage(CMD, "--device %s: expected cpu, cuda or cuda:N", s);
+	return 0;
+}
+
+/* Whether the a2a arguments ask for --device cuda (the NCCL benchmark). */
+static int a2a_wants_cuda(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+			return strncmp(argv[i + 1], "cuda", 4) == 0;
+		if (strncmp(argv[i], "--device=", 9) == 0)
+			return strncmp(argv[i] + 9, "cuda", 4) == 0;
+	}
+	return 0;
+}
+
+#ifdef HAVE_CUDA
+/* ------------------------------------------------------------- CUDA */
+
+static json_t *cuda_summary(const struct prof_cuda *g, const struct prof_result *r, size_t tokens)
+{
+	const struct prof_cuda_device *d = prof_cuda_dev(g);
+	json_t *j = json_object();
+	char cc[16];
+
+	snprintf(cc, sizeof cc, "%d.%d", d->cc_major, d->cc_minor);
+	json_object_set_new(j, "gpu", json_string(d->name));
+	json_object_set_new(j, "gpu_index", json_integer(d->index));
+	json_object_set_new(j, "compute_capability", json_string(cc));
+	json_object_set_new(j, "sms", json_integer(d->sm_count));
+	json_object_set_new(j, "gpu_memory_bytes", json_real(d->mem_bytes));
+	json_object_set_new(j, "sm_clock_hz", json_real(d->sm_clock_hz));
+	json_object_set_new(j, "mem_clock_hz", json_real(d->mem_clock_hz));
+	json_object_set_new(j, "mem_bus_bits", json_integer(d->mem_bus_bits));
+	json_object_set_new(j, "cuda_driver", json_integer(d->driver_version));
+	json_object_set_new(j, "cuda_runtime", json_integer(d->runtime_version));
+	json_object_set_new(j, "cublas", json_integer(d->cublas_version));
+	json_object_set_new(j, "nccl", json_integer(d->nccl_version));
+	json_object_set_new(j, "expert_gemms", json_string(prof_cuda_gemm_name(g)));
+	json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
+	json_object_set_new(j, "routed_rows", json_real(r->routed_rows));
+	json_object_set_new(j, "dropped", json_real(r->dropped));
+	json_object_set_new(j, "total_median_s", json_real(r->stage[PROF_STAGE_TOTAL].median_s));
+	json_object_set_new(j, "gflops", json_real(r->gflops));
+	json_object_set_new(j, "device_bytes", json_real(prof_cuda_bytes(g)));
+	return j;
+}
+
+static enum moe_status store_cuda(const struct opts *o, const char *inputs, json_t *summary,
+				  const struct prof_result *r, const struct prof_cuda *g, int layer,
+				  size_t tokens)
+{
+	struct store *db;
+	int64_t id;
+	enum moe_status st;
+	char *sum;
+	struct store_run_meta meta = {"profile", o->label, o->model ? o->model : o->weights, NULL,
+				      inputs, (uint64_t)o->seed};
+
+	if ((st = store_open(o->db, STORE_WRITE, &db)) != MOE_OK)
+		return st;
+	if ((st = store_run_begin(db, &meta, &id)) != MOE_OK) {
+		store_close(db);
+		return st;
+	}
+	for (int s = 0; s < PROF_STAGE_COUNT && st == MOE_OK; s++) {
+		struct store_stage_row row = {prof_stage_name((enum prof_stage)s), r->reps,
+					      r->stage[s].median_s, r->stage[s].p10_s, r->stage[s].p90_s,
+					      r->stage[s].min_s, stage_gflops(r, s), (double)tokens};
+		st = store_stage_add(db, id, &row);
+	}
+	for (int e = 0; e < prof_cuda_cfg(g)->experts && st == MOE_OK; e++) {
+		struct store_expert_row row = {layer, e, 0, (double)prof_cuda_load(g)[e], 0};
+		st = store_expert_add(db, id, &row);
+	}
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "gflops", r->gflops, "GFLOP/s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "total_s", r->stage[PROF_STAGE_TOTAL].median_s, "s");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "routed_rows", r->routed_rows, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "dropped", r->dropped, "1");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "device_bytes", prof_cuda_bytes(g), "B");
+	if (st == MOE_OK)
+		st = store_metric_add(db, id, "flops", r->flops[PROF_STAGE_TOTAL], "FLOP");
+	if (st != MOE_OK) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s", moe_errmsg());
+		store_run_fail(db, id, msg);
+		store_close(db);
+		return moe_error(st, "%s", msg);
+	}
+	sum = json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	st = store_run_done(db, id, sum);
+	free(sum);
+	store_close(db);
+	return st;
+}
+
+static void print_cuda(const struct opts *o, const struct prof_layer_cfg *c, int layer, size_t tokens,
+		       const struct prof_result *r, const struct prof_cuda *g, json_t *summary,
+		       const char *inputs)
+{
+	const struct prof_cuda_device *d = prof_cuda_dev(g);
+	struct cli_table *t;
+	const char *cols[] = {"stage", "median_ms", "p10_ms", "p90_ms", "min_ms", "share_%", "GFLOP/s"};
+	double total = r->stage[PROF_STAGE_TOTAL].median_s;
+
+	if (o->fmt == CLI_FORMAT_JSON) {
+		json_t *root = json_object(), *stages = json_array();
+		json_error_t jerr;
+		for (int s = 0; s < PROF_STAGE_COUNT; s++) {
+			json_t *row = json_object();
+			json_object_set_new(row, "stage", json_string(prof_stage_name((enum prof_stage)s)));
+			json_object_set_new(row, "median_s", json_real(r->stage[s].median_s));
+			json_object_set_new(row, "p10_s", json_real(r->stage[s].p10_s));
+			json_object_set_new(row, "p90_s", json_real(r->stage[s].p90_s));
+			json_object_set_new(row, "min_s", json_real(r->stage[s].min_s));
+			json_object_set_new(row, "gflops", json_real(stage_gflops(r, s)));
+			json_array_append_new(stages, row);
+		}
+		json_object_set_new(root, "inputs", json_loads(inputs, 0, &jerr));
+		json_object_set(root, "summary", summary);
+		json_object_set_new(root, "stages", stages);
+		json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(root);
+		return;
+	}
+	t = cli_table_new("stages");
+	cli_table_note(t, "moekit %s profile: MoE layer forward, %s with FP32 accumulation, CUDA",
+		       PACKAGE_VERSION, o->fp16 ? "FP16" : "BF16");
+	cli_table_note(t, "layer: %s%s%s layer %d: hidden %d, ffn %d, experts %d, top-%d%s, router %s%s",
+		       c->model_type, o->weights ? " from " : "", o->weights ? o->weights : "", layer,
+		       c->hidden, c->ffn, c->experts, c->top_k, c->shared_ffn ? " + shared" : "",
+		       moe_route_kind_name(c->kind), c->groups > 1 ? " with groups" : "");
+	cli_table_note(t, "tokens %zu, routed rows %.0f, dropped %.0f; reps %d after %d warm-up; seed %ld",
+		       tokens, r->routed_rows, r->dropped, r->reps, r->warmup, o->seed);
+	cli_table_note(t, "gpu %d: %s, sm_%d%d, %d SMs, %.1f GiB, SM clock %.0f MHz", d->index, d->name,
+		       d->cc_major, d->cc_minor, d->sm_count, d->mem_bytes / 1073741824.0,
+		       d->sm_clock_hz / 1e6);
+	cli_table_note(t, "CUDA driver %d, runtime %d, cuBLAS %d; expert GEMMs %s; times from CUDA events",
+		       d->driver_version, d->runtime_version, d->cublas_version, prof_cuda_gemm_name(g));
+	cli_table_note(t, "layer %.1f GFLOP/s; %.1f MiB on the device", r->gflops,
+		       prof_cuda_bytes(g) / 1048576.0);
+	for (int i = 0; i < 7; i++)
+		cli_table_col(t, cols[i], i == 0 ? CLI_COL_STR : CLI_COL_NUM);
+	for (int s = 0; s < PROF_STAGE_COUNT; s++) {
+		char v[6][32];
+		const char *cells[7];
+		fmt_num(v[0], 32, r->stage[s].median_s * 1e3, 3);
+		fmt_num(v[1], 32, r->stage[s].p10_s * 1e3, 3);
+		fmt_num(v[2], 32, r->stage[s].p90_s * 1e3, 3);
+		fmt_num(v[3], 32, r->stage[s].min_s * 1e3, 3);
+		fmt_num(v[4], 32, total > 0 ? 100 * r->stage[s].median_s / total : 0, 1);
+		fmt_num(v[5], 32, stage_gflops(r, s), 1);
+		cells[0] = prof_stage_name((enum prof_stage)s);
+		for (int i = 0; i < 6; i++)
+			cells[i + 1] = v[i];
+		if (r->flops[s] <= 0)
+			cells[6] = "";
+		cli_table_row(t, cells);
+	}
+	cli_table_print(t, o->fmt, stdout);
+	cli_table_free(t);
+}
+
+static int run_profile_cuda(struct opts *o)
+{
+	struct prepared pr;
+	struct prof_cuda *g = NULL;
+	struct prof_cuda_opts co = PROF_CUDA_OPTS_INIT;
+	struct prof_result res;
+	float *y = NULL;
+	char *inputs = NULL;
+	json_t *summary = NULL;
+	enum moe_status st;
+	int rc;
+
+	if (o->capture)
+		return cli_usage(CMD, "--capture: capture a CPU run (drop --device cuda; the routing is the same)");
+	if ((rc = prepare(o, &pr)) != 0)
+		return rc;
+	co.device = (int)o->cuda_dev;
+	co.dtype = o->fp16 ? PROF_CUDA_FP16 : PROF_CUDA_BF16;
+	if (!(y = malloc(pr.tokens * (size_t)pr.c.hidden * sizeof(float)))) {
+		st = moe_error(MOE_ENOMEM, "out of memory for %zu tokens", pr.tokens);
+		goto fail;
+	}
+	if (!o->quiet && isatty(STDERR_FILENO))
+		fprintf(stderr, "moekit profile: uploading the weights to GPU %ld...\n", o->cuda_dev);
+	if ((st = prof_cuda_new(pr.w, &co, pr.tokens, &g)) != MOE_OK)
+		goto fail;
+	prof_weights_free(pr.w);
+	pr.w = NULL;
+	if ((st = prof_cuda_profile(g, pr.x, pr.tokens, y, (int)o->warmup, (int)o->reps, &res)) != MOE_OK)
+		goto fail;
+	if (o->output && (st = prof_npy_write(o->output, y, pr.tokens, (size_t)pr.c.hidden)) != MOE_OK)
+		goto fail;
+	{
+		json_error_t jerr;
+		char *base = inputs_json(o, &pr.c, pr.layer, pr.tokens);
+		json_t *ij = json_loads(base, 0, &jerr);
+		free(base);
+		json_object_del(ij, "threads");
+		json_object_set_new(ij, "device", json_string("cuda"));
+		json_object_set_new(ij, "gpu", json_integer(co.device));
+		json_object_set_new(ij, "dtype", json_string(prof_cuda_dtype_name(co.dtype)));
+		inputs = json_dumps(ij, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(ij);
+	}
+	summary = cuda_summary(g, &res, pr.tokens);
+	if (o->db && (st = store_cuda(o, inputs, summary, &res, g, pr.layer, pr.tokens)) != MOE_OK)
+		goto fail;
+	print_cuda(o, &pr.c, pr.layer, pr.tokens, &res, g, summary, inputs);
+	rc = cli_finish_stdout(CMD);
+	goto out;
+fail:
+	rc = cli_fail(CMD, st);
+out:
+	json_decref(summary);
+	free(inputs);
+	prof_cuda_free(g);
+	prepared_release(&pr);
+	free(y);
+	return rc;
+}
+
+static const char a2a_cuda_usage[] =
+	"Usage: moekit profile a2a --device cuda [options]\n\n"
+	"All-to-all microbenchmark between the GPUs of this node with NCCL (one\n"
+	"process, one thread per GPU, ncclCommInitAll; grouped ncclSend/ncclRecv of\n"
+	"float32), sweeping the bytes each GPU sends in total, doubling from\n"
+	"--min-bytes to --max-bytes.  Per size: the mean time of one call over\n"
+	"--iters (after --warmup) from CUDA events, maximum over GPUs; algbw =\n"
+	"bytes / time, busbw = algbw x (G - 1) / G, as nccl-tests defines them for\n"
+	"alltoall.  The data received is checked.  Across nodes (MPI + NCCL) is not\n"
+	"built.\n\n"
+	"Options:\n"
+	"  --device cuda      required: the NCCL benchmark (without it: MPI, mpirun)\n"
+	"  --gpus G           GPUs 0..G-1 (default: all of this node)\n"
+	"  --min-bytes SIZE   smallest size (default 1KiB; units as 64KiB, 1MB)\n"
+	"  --max-bytes SIZE   largest size (default 64MiB)\n"
+	"  --iters N          timed calls per size (default 20)\n"
+	"  --warmup N         untimed calls per size (default 5)\n"
+	"  --db FILE          store a run of kind profile (label a2a-nccl unless --label)\n"
+	"  --label TEXT       label of the stored run\n"
+	"  --format FMT       table (default), csv or json\n"
+	"  -h, --help         show this help\n"
+	"Exit status: 0 success, 1 no CUDA device or an NCCL failure, 2 a usage error.\n";
+
+static int run_a2a_cuda(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"device", required_argument, NULL, 'D'},
+		{"gpus", required_argument, NULL, 'g'},
+		{"min-bytes", required_argument, NULL, 'a'},
+		{"max-bytes", required_argument, NULL, 'b'},
+		{"iters", required_argument, NULL, 'i'},
+		{"warmup", required_argument, NULL, 'w'},
+		{"db", required_argument, NULL, 'd'},
+		{"label", required_argument, NULL, 'L'},
+		{"format", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	double minb = 1024, maxb = 64.0 * 1048576, sizes[64], times[64], sum_bus = 0;
+	long iters = 20, warmup = 5, gpus = 0, dev;
+	const char *db = NULL, *label = "a2a-nccl";
+	enum cli_format fmt = CLI_FORMAT_TABLE;
+	int c, cuda = 0, count, nsz = 0;
+	enum moe_status st;
+	struct cli_table *t;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'D': if (!parse_device(optarg, &cuda, &dev)) return 2; break;
+		case 'g': if (!cli_parse_long(CMD, "--gpus", optarg, 1, 256, &gpus)) return 2; break;
+		case 'a':
+		case 'b': {
+			double v;
+			if (moe_units_parse(optarg, MOE_UNIT_BYTES, &v) != MOE_OK || v < 4 || v > 4e9)
+				return cli_usage(CMD, "--%s-bytes %s: expected a size from 4B to 4GB",
+						 c == 'a' ? "min" : "max", optarg);
+			if (c == 'a')
+				minb = v;
+			else
+				maxb = v;
+			break;
+		}
+		case 'i': if (!cli_parse_long(CMD, "--iters", optarg, 1, 1000000, &iters)) return 2; break;
+		case 'w': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &warmup)) return 2; break;
+		case 'd': db = optarg; break;
+		case 'L': label = optarg; break;
+		case 'f': if (!cli_parse_format(CMD, optarg, &fmt)) return 2; break;
+		case 'h': fputs(a2a_cuda_usage, stdout); return cli_finish_stdout(CMD);
+		default: return cli_bad_option(CMD, argc, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage(CMD, "a2a: unexpected argument '%s'", argv[optind]);
+	if (!cuda)
+		return cli_usage(CMD, "a2a: --device cpu: the CPU all-to-all runs over MPI (drop --device)");
+	if (minb > maxb)
+		return cli_usage(CMD, "--min-bytes is larger than --max-bytes");
+	if ((st = prof_cuda_device_count(&count)) != MOE_OK)
+		return cli_fail(CMD, st);
+	if (gpus > count)
+		return cli_usage(CMD, "--gpus %ld: this node has %d GPU%s", gpus, count, count == 1 ? "" : "s");
+	if (!gpus)
+		gpus = count;
+	for (double b = minb; b <= maxb && nsz < 64; b *= 2) {
+		if ((st = prof_cuda_a2a_run((int)gpus, (size_t)b, (int)warmup, (int)iters, &times[nsz],
+					    &sizes[nsz])) != MOE_OK)
+			return cli_fail(CMD, st);
+		nsz++;
+	}
+	t = cli_table_new("alltoall");
+	{
+		const char *cols[] = {"size_B", "count", "type", "time_us", "algbw_GBps", "busbw_GBps"};
+		for (int i = 0; i < 6; i++)
+			cli_table_col(t, cols[i], i == 2 ? CLI_COL_STR : CLI_COL_NUM);
+	}
+	cli_table_note(t, "moekit %s profile a2a: NCCL grouped send/recv, %ld GPUs of one node, %ld iters after %ld warm-up",
+		       PACKAGE_VERSION, gpus, iters, warmup);
+	cli_table_note(t, "size: bytes each GPU sends in total (size / %ld to each GPU); time: mean per call, max over GPUs",
+		       gpus);
+	cli_table_note(t, "algbw = size / time; busbw = algbw x (G-1)/G (nccl-tests' alltoall definitions)");
+	for (int i = 0; i < nsz; i++) {
+		char v[5][32];
+		const char *cells[6];
+		double alg = sizes[i] / times[i], bus = alg * (double)(gpus - 1) / (double)gpus;
+		sum_bus += bus;
+		snprintf(v[0], 32, "%.0f", sizes[i]);
+		snprintf(v[1], 32, "%.0f", sizes[i] / sizeof(float));
+		snprintf(v[2], 32, "%.2f", times[i] * 1e6);
+		snprintf(v[3], 32, "%.3f", alg / 1e9);
+		snprintf(v[4], 32, "%.3f", bus / 1e9);
+		cells[0] = v[0]; cells[1] = v[1]; cells[2] = "float";
+		cells[3] = v[2]; cells[4] = v[3]; cells[5] = v[4];
+		cli_table_row(t, cells);
+	}
+	if (fmt == CLI_FORMAT_TABLE)
+		cli_table_note(t, "avg bus bandwidth over sizes: %.3f GB/s", nsz ? sum_bus / nsz / 1e9 : 0.0);
+	st = MOE_OK;
+	if (db) {
+		struct store *s;
+		int64_t id;
+		char inputs[256], name[64];
+		struct store_run_meta meta = {"profile", label, NULL, NULL, inputs, 0};
+		snprintf(inputs, sizeof inputs,
+			 "{\"benchmark\":\"alltoall\",\"device\":\"cuda\",\"gpus\":%ld,\"iters\":%ld,"
+			 "\"warmup\":%ld,\"min_bytes\":%.0f,\"max_bytes\":%.0f}", gpus, iters, warmup, minb, maxb);
+		if ((st = store_open(db, STORE_WRITE, &s)) == MOE_OK) {
+			if ((st = store_run_begin(s, &meta, &id)) == MOE_OK) {
+				for (int i = 0; i < nsz && st == MOE_OK; i++) {
+					double alg = sizes[i] / times[i];
+					struct store_stage_row row = {name, (int)iters, times[i], times[i],
+								      times[i], times[i], 0, 0};
+					snprintf(name, sizeof name, "alltoall %.0fB", sizes[i]);
+					st = store_stage_add(s, id, &row);
+					snprintf(name, sizeof name, "algbw_Bps@%.0f", sizes[i]);
+					if (st == MOE_OK)
+						st = store_metric_add(s, id, name, alg, "B/s");
+					snprintf(name, sizeof name, "busbw_Bps@%.0f", sizes[i]);
+					if (st == MOE_OK)
+						st = store_metric_add(s, id, name,
+								      alg * (double)(gpus - 1) / (double)gpus, "B/s");
+				}
+				if (st == MOE_OK)
+					st = store_metric_add(s, id, "avg_busbw_Bps", nsz ? sum_bus / nsz : 0, "B/s");
+				if (st == MOE_OK)
+					st = store_run_done(s, id, NULL);
+				else
+					store_run_fail(s, id, moe_errmsg());
+			}
+			store_close(s);
+		}
+	}
+	if (st == MOE_OK)
+		cli_table_print(t, fmt, stdout);
+	cli_table_free(t);
+	return st == MOE_OK ? cli_finish_stdout(CMD) : cli_fail(CMD, st);
+}
+#endif
+
 int cmd_profile(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -919,6 +1335,8 @@ int cmd_profile(int argc, char **argv)
 		{"label", required_argument, NULL, 'L'},
 		{"format", required_argument, NULL, 'f'},
 		{"ep", required_argument, NULL, 'e'},
+		{"device", required_argument, NULL, 'D'},
+		{"dtype", required_argument, NULL, 'T'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -935,6 +1353,14 @@ int cmd_profile(int argc, char **argv)
 	o.seed = 1;
 	o.probe = 1;
 	o.fmt = CLI_FORMAT_TABLE;
+	if (argc > 1 && strcmp(argv[1], "a2a") == 0 && a2a_wants_cuda(argc - 1, argv + 1)) {
+#ifdef HAVE_CUDA
+		return run_a2a_cuda(argc - 1, argv + 1);
+#else
+		fprintf(stderr, "moekit profile: a2a --device cuda: this build has no CUDA (configure --with-cuda)\n");
+		return 1;
+#endif
+	}
 	if (argc > 1 && strcmp(argv[1], "a2a") == 0) {
 #ifdef HAVE_MPI
 		return run_a2a(argc - 1, argv + 1);
@@ -965,6 +1391,15 @@ int cmd_profile(int argc, char **argv)
 		case 'W': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &o.warmup)) return 2; break;
 		case 's': if (!cli_parse_long(CMD, "--seed", optarg, 0, 0x7fffffffL, &o.seed)) return 2; break;
 		case 'e': if (!cli_parse_long(CMD, "--ep", optarg, 1, 1 << 20, &ep)) return 2; break;
+		case 'D': if (!parse_device(optarg, &o.cuda, &o.cuda_dev)) return 2; break;
+		case 'T':
+			if (strcmp(optarg, "bf16") == 0)
+				o.fp16 = 0;
+			else if (strcmp(optarg, "fp16") == 0)
+				o.fp16 = 1;
+			else
+				return cli_usage(CMD, "--dtype %s: expected bf16 or fp16", optarg);
+			break;
 		case 'f':
 			if (!cli_parse_format(CMD, optarg, &o.fmt))
 				return 2;
@@ -978,6 +1413,17 @@ int cmd_profile(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(CMD, "unexpected argument '%s'", argv[optind]);
+	if (o.cuda) {
+		if (ep > 1)
+			return cli_usage(CMD, "--ep with --device cuda: the GPU layer runs in one process "
+					 "(GPU all-to-all: moekit profile a2a --device cuda)");
+#ifdef HAVE_CUDA
+		return run_profile_cuda(&o);
+#else
+		fprintf(stderr, "moekit profile: --device cuda: this build has no CUDA (configure --with-cuda)\n");
+		return 1;
+#endif
+	}
 	if (ep > 1) {
 #ifdef HAVE_MPI
 		return run_ep(&o, ep);
