@@ -9,6 +9,7 @@
 #ifndef MOEKIT_CLI_CLI_H
 #define MOEKIT_CLI_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include "moe/error.h"
 #include "moe/progress.h"
@@ -47,6 +48,11 @@ int cli_parse_long(const char *cmd, const char *opt, const char *arg, long min, 
 		   long *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *arg, double min, double max,
 		     double *out);
+
+/* Parses a --runs list ("1,3,5-8": positive ids, ranges inclusive) into
+ * *ids (malloc'd, the caller frees) and *n.  On failure prints the error
+ * naming cmd and returns 0. */
+int cli_parse_runs(const char *cmd, const char *arg, int64_t **ids, size_t *n);
 
 /* A progress bar on stderr: enabled only when stderr is a terminal and
  * quiet is 0; redraws at most 5 times a second. */

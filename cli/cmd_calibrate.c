@@ -58,39 +58,6 @@ static const char usage_text[] =
 	"Exit status: 0 success, 1 a runtime failure (store, file, a fit the\n"
 	"simulator cannot use), 2 a usage error (too few points included).\n";
 
-/* Parses "3,5,7" into *ids (malloc'd).  Returns 1, or 0 after the error. */
-static int parse_runs(const char *arg, int64_t **ids, int *n)
-{
-	const char *p = arg;
-	int cap = 0;
-
-	*ids = NULL;
-	*n = 0;
-	while (*p) {
-		char *end;
-		long long v = strtoll(p, &end, 10);
-		if (end == p || v < 1 || (*end != ',' && *end != '\0')) {
-			free(*ids);
-			*ids = NULL;
-			return !cli_usage(CMD, "--runs %s: expected run ids separated by commas", arg);
-		}
-		if (*n == cap) {
-			int64_t *t;
-			cap = cap ? 2 * cap : 8;
-			if (!(t = realloc(*ids, (size_t)cap * sizeof *t))) {
-				free(*ids);
-				*ids = NULL;
-				return !cli_usage(CMD, "--runs: out of memory");
-			}
-			*ids = t;
-		}
-		(*ids)[(*n)++] = v;
-		p = *end ? end + 1 : end;
-	}
-	if (*n == 0)
-		return !cli_usage(CMD, "--runs: expected at least one run id");
-	return 1;
-}
 
 static void row(struct cli_table *t, const char *fit, const char *param, double v, double se,
 		const char *unit)
@@ -121,7 +88,8 @@ int cmd_calibrate(int argc, char **argv)
 	struct study_calib_opts o = {0, 0, NULL};
 	enum cli_format fmt = CLI_FORMAT_TABLE;
 	int64_t *ids = NULL;
-	int nids = 0, c, rc;
+	size_t nids = 0;
+	int c, rc;
 	struct store *db = NULL;
 	struct study_calib_data *d = NULL;
 	struct study_calib cal;
@@ -145,7 +113,7 @@ int cmd_calibrate(int argc, char **argv)
 			break;
 		case 'r':
 			free(ids);
-			if (!parse_runs(optarg, &ids, &nids))
+			if (!cli_parse_runs(CMD, optarg, &ids, &nids))
 				return 2;
 			break;
 		case 'l':

@@ -54,54 +54,6 @@ static const char usage_text[] =
 	"or failing, an unknown run, an empty store, a write error), 2 a usage error\n"
 	"(including a run that is not done).\n";
 
-/* Parses "1,3,5-8" into ids (malloc'd). */
-static int parse_runs(const char *arg, int64_t **ids, size_t *n)
-{
-	const char *p = arg;
-	size_t cap = 16;
-
-	*n = 0;
-	if ((*ids = malloc(cap * sizeof **ids)) == NULL)
-		return 0;
-	while (*p) {
-		char *end;
-		long long a, b;
-		errno = 0;
-		a = strtoll(p, &end, 10);
-		if (end == p || a < 1 || errno == ERANGE)
-			goto bad;
-		b = a;
-		if (*end == '-') {
-			p = end + 1;
-			b = strtoll(p, &end, 10);
-			if (end == p || b < a || errno == ERANGE || b - a > 100000)
-				goto bad;
-		}
-		if (*end != ',' && *end != '\0')
-			goto bad;
-		for (long long v = a; v <= b; v++) {
-			if (*n == cap) {
-				int64_t *q = realloc(*ids, (cap *= 2) * sizeof **ids);
-				if (q == NULL)
-					goto bad;
-				*ids = q;
-			}
-			(*ids)[(*n)++] = v;
-		}
-		p = *end == ',' ? end + 1 : end;
-		if (*end == ',' && *p == '\0')
-			goto bad;
-	}
-	if (*n > 0)
-		return 1;
-bad:
-	free(*ids);
-	*ids = NULL;
-	cli_usage("report", "--runs: '%s' is not a list of run ids (positive integers, "
-		  "comma separated, ranges as 3-7)", arg);
-	return 0;
-}
-
 int cmd_report(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -129,7 +81,7 @@ int cmd_report(int argc, char **argv)
 		case 'd': path = optarg; break;
 		case 'r':
 			free(ids);
-			if (!parse_runs(optarg, &ids, &nids))
+			if (!cli_parse_runs("report", optarg, &ids, &nids))
 				return 2;
 			break;
 		case 'o': out = optarg; break;

@@ -44,38 +44,6 @@ static const char usage_text[] =
 	"Exit status: 0 success, 1 no matching run or a runtime failure (nothing is\n"
 	"stored then), 2 a usage error or a listed run that cannot be simulated.\n";
 
-static int parse_runs(const char *arg, int64_t **ids, int *n)
-{
-	const char *p = arg;
-	int cap = 0;
-
-	*ids = NULL;
-	*n = 0;
-	while (*p) {
-		char *end;
-		long long v = strtoll(p, &end, 10);
-		if (end == p || v < 1 || (*end != ',' && *end != '\0')) {
-			free(*ids);
-			*ids = NULL;
-			return !cli_usage(CMD, "--runs %s: expected run ids separated by commas", arg);
-		}
-		if (*n == cap) {
-			int64_t *t;
-			cap = cap ? 2 * cap : 8;
-			if (!(t = realloc(*ids, (size_t)cap * sizeof *t))) {
-				free(*ids);
-				*ids = NULL;
-				return !cli_usage(CMD, "--runs: out of memory");
-			}
-			*ids = t;
-		}
-		(*ids)[(*n)++] = v;
-		p = *end ? end + 1 : end;
-	}
-	if (*n == 0)
-		return !cli_usage(CMD, "--runs: expected at least one run id");
-	return 1;
-}
 
 int cmd_validate(int argc, char **argv)
 {
@@ -91,7 +59,8 @@ int cmd_validate(int argc, char **argv)
 	const char *dbp = NULL, *cluster = NULL;
 	enum cli_format fmt = CLI_FORMAT_TABLE;
 	int64_t *ids = NULL;
-	int nids = 0, c, rc, n = 0, dostore = 1;
+	size_t nids = 0;
+	int c, rc, n = 0, dostore = 1;
 	struct store *db = NULL;
 	struct study_valid_row *rows = NULL;
 	enum moe_status st;
@@ -106,7 +75,7 @@ int cmd_validate(int argc, char **argv)
 		case 'N': dostore = 0; break;
 		case 'r':
 			free(ids);
-			if (!parse_runs(optarg, &ids, &nids))
+			if (!cli_parse_runs(CMD, optarg, &ids, &nids))
 				return 2;
 			break;
 		case 'f':

@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -92,6 +93,55 @@ int cli_parse_double(const char *cmd, const char *opt, const char *arg, double m
 	}
 	*out = v;
 	return 1;
+}
+
+
+
+int cli_parse_runs(const char *cmd, const char *arg, int64_t **ids, size_t *n)
+{
+	const char *p = arg;
+	size_t cap = 16;
+
+	*n = 0;
+	if ((*ids = malloc(cap * sizeof **ids)) == NULL)
+		return 0;
+	while (*p) {
+		char *end;
+		long long a, b;
+		errno = 0;
+		a = strtoll(p, &end, 10);
+		if (end == p || a < 1 || errno == ERANGE)
+			goto bad;
+		b = a;
+		if (*end == '-') {
+			p = end + 1;
+			b = strtoll(p, &end, 10);
+			if (end == p || b < a || errno == ERANGE || b - a > 100000)
+				goto bad;
+		}
+		if (*end != ',' && *end != '\0')
+			goto bad;
+		for (long long v = a; v <= b; v++) {
+			if (*n == cap) {
+				int64_t *q = realloc(*ids, (cap *= 2) * sizeof **ids);
+				if (q == NULL)
+					goto bad;
+				*ids = q;
+			}
+			(*ids)[(*n)++] = v;
+		}
+		p = *end == ',' ? end + 1 : end;
+		if (*end == ',' && *p == '\0')
+			goto bad;
+	}
+	if (*n > 0)
+		return 1;
+bad:
+	free(*ids);
+	*ids = NULL;
+	cli_usage(cmd, "--runs: '%s' is not a list of run ids (positive integers, "
+		  "comma separated, ranges as 3-7)", arg);
+	return 0;
 }
 
 static double now_s(void)
