@@ -4,6 +4,7 @@
 #include "profiler/harness.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 #include <stdio.h>
@@ -33,6 +34,10 @@ void prof_stat_of(double *v, size_t n, struct prof_stat *s)
 	s->p10_s = gsl_stats_quantile_from_sorted_data(v, 1, n, 0.10);
 	s->p90_s = gsl_stats_quantile_from_sorted_data(v, 1, n, 0.90);
 	s->min_s = v[0];
+	/* Interpolating between two equal times can land an ulp outside them:
+	 * keep min <= p10 <= median <= p90 exact, as readers expect. */
+	s->p10_s = fmin(fmax(s->p10_s, s->min_s), s->median_s);
+	s->p90_s = fmax(s->p90_s, s->median_s);
 }
 
 static double cpu_now_s(void)
