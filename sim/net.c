@@ -26,9 +26,14 @@ enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
 struct flow_hot {
 	int path[SIM_PATH_MAX - 1];
 	int plen;
-	double rate, nrate;   /* bytes/s: current, and candidate while solving */
-	int bott, nbott;      /* bottleneck link: current, candidate; -1 none */
-	unsigned amark, fmark; /* epoch marks: in A, frozen (or in component) */
+	double rate;          /* bytes/s */
+	int bott;             /* bottleneck link; -1 none */
+	unsigned amark;       /* epoch mark: in A */
+};
+
+struct eh_ent {
+	double t;
+	int f;
 };
 
 struct lheap_ent {
@@ -49,7 +54,7 @@ struct sim_net {
 	int *hpos;            /* position in the end heap, -1 if absent */
 	/* links */
 	int **lf, *lfn, *lfcap;  /* active flows of a link: flow << 3 | path position */
-	double *lbytes, *lint, *lbusy, *lrate, *lt, *cap, *rnew;
+	double *lbytes, *lint, *lbusy, *lrate, *lt, *rnew;
 	int *ln;
 	unsigned *lmark;
 	/* scratch for a recomputation */
@@ -58,21 +63,33 @@ struct sim_net {
 	int *started, nstarted; /* flows started in the current event */
 	int *alist, na;       /* A: the flows being re-solved */
 	int *bpos;            /* position of a flow in its bottleneck's list */
-	unsigned epA, epF, epM;
+	unsigned epA, epF, epL, epD;
+	int ncl;              /* links of the current solve (comp_links) */
+	int *dirty, ndirty;   /* links whose share dropped since the last flush */
+	int *ahead;           /* per link: first of A's flows on it in apool, -1 none */
+	struct apool_ent { int f, ai, next; } *apool;
+	/* per flow of A, by its index in alist: frozen mark, new rate and
+	 * bottleneck (dense, so the filling does not touch a flow twice) */
+	unsigned *afmark;
+	double *anrate;
+	int *anbott;
+	int napool, capapool;
+	double *lmaxr;        /* per link: no flow on it is faster (an upper bound) */
+	unsigned *dmark;
 	int full;             /* recompute whole components (reference mode) */
 	double coalesce;      /* relative window in which ends are one event */
 	/* per link: flows bottlenecked there, their rate, scratch */
 	int **bl, *bln, *blcap;
-	double *lshare, *aold, *amax, *omax, *lnew;
-	int *abl, *aoff, *acur;  /* A flows bottlenecked on a link; A's flows per link */
-	int *af, capaf;
-	unsigned *mmark;
+	double *lshare, *lnew;
+	double *lkey;         /* key of a link's pending fill entry; INFINITY none */
+	unsigned *mmark;      /* link whose bottlenecked flows joined A */
 	struct lheap_ent *lh;
 	int lhn, lhcap;
 	int *touched, ntouched, captouched;
 	unsigned epoch;
 	/* end heap over active flows */
-	int *eh, ehn;
+	struct eh_ent *eh;
+	int ehn;
 	struct sim_queue *q;
 	double now;
 	struct sim_net_stats st;
@@ -80,67 +97,77 @@ struct sim_net {
 	void *rates_user;
 };
 
-/* ---- the end heap (indexed, by end time then flow id) ---- */
+/* ---- the end heap (indexed, by end time then flow id) ----
+ * Entries carry their key: comparing two entries reads the heap array
+ * only, not a flow's record somewhere in a large array (a cache miss per
+ * comparison made this heap a sixth of a skewed all-to-all's time). */
 
-static inline int eh_less(const struct sim_net *n, int a, int b)
+static inline int eh_less(const struct eh_ent *a, const struct eh_ent *b)
 {
-	return n->t_end[a] < n->t_end[b] || (n->t_end[a] == n->t_end[b] && a < b);
+	return a->t < b->t || (a->t == b->t && a->f < b->f);
 }
 
 static void eh_up(struct sim_net *n, int i)
 {
-	int f = n->eh[i];
+	struct eh_ent e = n->eh[i];
 
 	while (i > 0) {
 		int p = (i - 1) / 2;
-		if (!eh_less(n, f, n->eh[p]))
+		if (!eh_less(&e, &n->eh[p]))
 			break;
 		n->eh[i] = n->eh[p];
-		n->hpos[n->eh[i]] = i;
+		n->hpos[n->eh[i].f] = i;
 		i = p;
 	}
-	n->eh[i] = f;
-	n->hpos[f] = i;
+	n->eh[i] = e;
+	n->hpos[e.f] = i;
 }
 
 static void eh_down(struct sim_net *n, int i)
 {
-	int f = n->eh[i];
+	struct eh_ent e = n->eh[i];
 
 	for (;;) {
 		int c = 2 * i + 1;
 		if (c >= n->ehn)
 			break;
-		if (c + 1 < n->ehn && eh_less(n, n->eh[c + 1], n->eh[c]))
+		if (c + 1 < n->ehn && eh_less(&n->eh[c + 1], &n->eh[c]))
 			c++;
-		if (!eh_less(n, n->eh[c], f))
+		if (!eh_less(&n->eh[c], &e))
 			break;
 		n->eh[i] = n->eh[c];
-		n->hpos[n->eh[i]] = i;
+		n->hpos[n->eh[i].f] = i;
 		i = c;
 	}
-	n->eh[i] = f;
-	n->hpos[f] = i;
+	n->eh[i] = e;
+	n->hpos[e.f] = i;
 }
 
+/* Puts flow f in the heap at its end time n->t_end[f], or moves it there. */
 static void eh_update(struct sim_net *n, int f)
 {
 	int i = n->hpos[f];
 
 	if (i < 0) {
 		i = n->ehn++;
-		n->eh[i] = f;
-		n->hpos[f] = i;
+		n->eh[i].t = n->t_end[f];
+		n->eh[i].f = f;
 		eh_up(n, i);
 		return;
 	}
-	eh_up(n, i);
-	eh_down(n, n->hpos[f]);
+	if (n->t_end[f] < n->eh[i].t) {
+		n->eh[i].t = n->t_end[f];
+		eh_up(n, i);
+	} else {
+		n->eh[i].t = n->t_end[f];
+		eh_down(n, i);
+	}
 }
 
 static void eh_remove(struct sim_net *n, int f)
 {
-	int i = n->hpos[f], last;
+	int i = n->hpos[f];
+	struct eh_ent last;
 
 	if (i < 0)
 		return;
@@ -149,9 +176,9 @@ static void eh_remove(struct sim_net *n, int f)
 	if (i == n->ehn)
 		return;
 	n->eh[i] = last;
-	n->hpos[last] = i;
+	n->hpos[last.f] = i;
 	eh_up(n, i);
-	eh_down(n, n->hpos[last]);
+	eh_down(n, n->hpos[last.f]);
 }
 
 /* ---- the link heap of a recomputation (lazy: keys only grow) ---- */
@@ -270,6 +297,15 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->bpos, sizeof *n->bpos, cap, &x) != 0)
 		return -1;
 	n->bpos = x;
+	if (grow1(n->afmark, sizeof *n->afmark, cap, &x) != 0)
+		return -1;
+	n->afmark = x;
+	if (grow1(n->anrate, sizeof *n->anrate, cap, &x) != 0)
+		return -1;
+	n->anrate = x;
+	if (grow1(n->anbott, sizeof *n->anbott, cap, &x) != 0)
+		return -1;
+	n->anbott = x;
 	if (grow1(n->ended, sizeof *n->ended, cap, &x) != 0)
 		return -1;
 	n->ended = x;
@@ -299,7 +335,6 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->lbusy = calloc((size_t)L + 1, sizeof(double));
 	n->lrate = calloc((size_t)L + 1, sizeof(double));
 	n->lt = calloc((size_t)L + 1, sizeof(double));
-	n->cap = calloc((size_t)L + 1, sizeof(double));
 	n->rnew = calloc((size_t)L + 1, sizeof(double));
 	n->ln = calloc((size_t)L + 1, sizeof(int));
 	n->lmark = calloc((size_t)L + 1, sizeof(unsigned));
@@ -308,25 +343,24 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->bln = calloc((size_t)L + 1, sizeof(int));
 	n->blcap = calloc((size_t)L + 1, sizeof(int));
 	n->lshare = calloc((size_t)L + 1, sizeof(double));
-	n->aold = calloc((size_t)L + 1, sizeof(double));
-	n->amax = calloc((size_t)L + 1, sizeof(double));
-	n->omax = calloc((size_t)L + 1, sizeof(double));
 	n->lnew = calloc((size_t)L + 1, sizeof(double));
+	n->lkey = calloc((size_t)L + 1, sizeof(double));
+	n->dirty = calloc((size_t)L + 1, sizeof(int));
+	n->ahead = calloc((size_t)L + 1, sizeof(int));
+	n->lmaxr = calloc((size_t)L + 1, sizeof(double));
+	n->dmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->mmark = calloc((size_t)L + 1, sizeof(unsigned));
-	n->abl = calloc((size_t)L + 1, sizeof(int));
-	n->aoff = calloc((size_t)L + 1, sizeof(int));
-	n->acur = calloc((size_t)L + 1, sizeof(int));
 	n->lhcap = 2 * L + 16;
 	n->lh = malloc((size_t)n->lhcap * sizeof *n->lh);
 	n->captouched = 1024;
 	n->touched = malloc((size_t)n->captouched * sizeof(int));
 	if (n->lf == NULL || n->lfn == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
-	    n->cap == NULL || n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
+	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
 	    n->comp_links == NULL || n->lh == NULL || n->touched == NULL || n->bl == NULL ||
-	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL || n->aold == NULL ||
-	    n->amax == NULL || n->omax == NULL || n->lnew == NULL || n->mmark == NULL ||
-	    n->abl == NULL || n->aoff == NULL || n->acur == NULL ||
+	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
+	    n->lnew == NULL || n->lkey == NULL || n->dirty == NULL || n->ahead == NULL || n->lmaxr == NULL || n->dmark == NULL || n->mmark == NULL ||
+	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
 		sim_net_free(n);
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for %zu flows", reserve);
@@ -343,16 +377,15 @@ void sim_net_free(struct sim_net *n)
 		free(n->lf[l]);
 	for (int l = 0; l < n->L && n->bl; l++)
 		free(n->bl[l]);
-	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare); free(n->aold); free(n->amax);
-	free(n->omax); free(n->lnew); free(n->mmark); free(n->abl); free(n->aoff); free(n->acur);
-	free(n->af);
+	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
+	free(n->lnew); free(n->lkey); free(n->dirty); free(n->ahead); free(n->lmaxr); free(n->apool); free(n->dmark); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
-	free(n->lbusy); free(n->lrate); free(n->lt); free(n->cap); free(n->rnew); free(n->ln);
+	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->lh); free(n->touched);
 	free(n->h); free(n->bytes); free(n->rem); free(n->t_last); free(n->t_end);
 	free(n->lat); free(n->tag); free(n->state); free(n->pos);
 	free(n->hpos); free(n->eh); free(n->started); free(n->alist); 
-	free(n->bpos);
+	free(n->bpos); free(n->afmark); free(n->anrate); free(n->anbott);
 	free(n->ended);
 	sim_queue_free(n->q);
 	free(n);
@@ -367,7 +400,7 @@ void sim_net_reset(struct sim_net *n)
 	for (int l = 0; l < n->L; l++) {
 		n->lfn[l] = 0;
 		n->bln[l] = 0;
-		n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
+		n->lmaxr[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
 }
@@ -426,7 +459,6 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->h[f].plen = p->n;
 	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
 	n->hpos[f] = -1;
-	n->h[f].fmark = 0;
 	n->h[f].amark = 0;
 	n->h[f].bott = -1;
 	if (flow != NULL)
@@ -489,15 +521,6 @@ static inline void settle_link(struct sim_net *n, int l)
 	n->lt[l] = n->now;
 }
 
-static int addA(struct sim_net *n, int f)
-{
-	if (n->h[f].amark == n->epA || n->state[f] != F_ACTIVE)
-		return 0;
-	n->h[f].amark = n->epA;
-	n->alist[n->na++] = f;
-	return 1;
-}
-
 static int bl_add(struct sim_net *n, int l, int f)
 {
 	if (n->bln[l] == n->blcap[l]) {
@@ -527,266 +550,282 @@ static void bl_remove(struct sim_net *n, int f)
 	n->h[f].bott = -1;
 }
 
-/* Adds every active flow of the connected component of the touched links
- * to A (the "full" mode, and the reference for the incremental one). */
-static void seed_component(struct sim_net *n)
-{
-	int head = 0, ncl = 0;
-	unsigned ep = ++n->epoch;
-
-	for (int i = 0; i < n->ntouched; i++) {
-		n->lmark[n->touched[i]] = ep;
-		n->comp_links[ncl++] = n->touched[i];
-	}
-	while (head < ncl) {
-		int l = n->comp_links[head++];
-		for (int i = 0; i < n->lfn[l]; i++) {
-			int f = n->lf[l][i] >> 3;
-			if (!addA(n, f))
-				continue;
-			for (int k = 0; k < n->h[f].plen; k++) {
-				int m = n->h[f].path[k];
-				if (n->lmark[m] != ep) {
-					n->lmark[m] = ep;
-					n->comp_links[ncl++] = m;
-				}
-			}
-		}
-	}
-}
-
 #define TOL 1e-9
 
-/* Adds to A every flow of link m; returns how many were added. */
-static int grow_link(struct sim_net *n, int m)
-{
-	int added = 0;
+/* Heap entries of a solve: a link's fair share (when it may freeze), or
+ * the old share of a link where held flows are bottlenecked (when to check
+ * that they still are). */
+enum { LH_FILL = 0, LH_CHECK = 1 };
 
-	for (int i = 0; i < n->lfn[m]; i++)
-		added += addA(n, n->lf[m][i] >> 3);
-	return added;
+/* First use of link m in this solve: the rate on it is what the held flows
+ * carry; nothing in A yet. */
+static int solve_link(struct sim_net *n, int m)
+{
+	if (n->lmark[m] == n->epL)
+		return 0;
+	n->lmark[m] = n->epL;
+	n->comp_links[n->ncl++] = m;
+	n->rnew[m] = n->lrate[m];
+	n->ln[m] = 0;
+	n->lnew[m] = -1;
+	n->lkey[m] = INFINITY;
+	n->ahead[m] = -1;
+	if (n->bln[m] > 0 && lh_push(n, n->lshare[m], m << 1 | LH_CHECK) != 0)
+		return -1;
+	return 0;
+}
+
+static inline double solve_share(const struct sim_net *n, int m)
+{
+	double c = n->topo->links[m].bw_Bps - n->rnew[m];
+
+	return c > 0 ? c / n->ln[m] : 0;
+}
+
+/* Makes sure link m's fill entry is no later than its share: one entry per
+ * link, pushed again only when the share drops below it (a share that grew
+ * is found on popping, and pushed again then). */
+static inline int fill_push(struct sim_net *n, int m)
+{
+	double sh = solve_share(n, m);
+
+	if (sh >= n->lkey[m])
+		return 0;
+	n->lkey[m] = sh;
+	return lh_push(n, sh, m << 1 | LH_FILL);
+}
+
+/* Pushes the entries of the links joins made cheaper to fill, once each,
+ * after a batch of joins (one entry per link and batch, not per join). */
+static int flush(struct sim_net *n)
+{
+	for (int i = 0; i < n->ndirty; i++)
+		if (fill_push(n, n->dirty[i]) != 0)
+			return -1;
+	n->ndirty = 0;
+	n->epD = ++n->epoch;
+	return 0;
+}
+
+/* Takes flow f out of the held flows into A (unfrozen): its old rate
+ * leaves every link of its path, which it now competes for. */
+static int join(struct sim_net *n, int f)
+{
+	if (n->h[f].amark == n->epA || n->state[f] != F_ACTIVE)
+		return 0;
+	n->h[f].amark = n->epA;
+	n->afmark[n->na] = 0;
+	n->alist[n->na++] = f;
+	n->st.flow_visits++;
+	if (n->napool + SIM_PATH_MAX > n->capapool) {
+		int cap = 2 * n->capapool + 4 * SIM_PATH_MAX;
+		struct apool_ent *x = realloc(n->apool, (size_t)cap * sizeof *x);
+		if (x == NULL)
+			return -1;
+		n->apool = x;
+		n->capapool = cap;
+	}
+	for (int k = 0; k < n->h[f].plen; k++) {
+		int m = n->h[f].path[k];
+		if (solve_link(n, m) != 0)
+			return -1;
+		n->apool[n->napool].f = f;
+		n->apool[n->napool].ai = n->na - 1;
+		n->apool[n->napool].next = n->ahead[m];
+		n->ahead[m] = n->napool++;
+		n->rnew[m] -= n->h[f].rate;
+		n->ln[m]++;
+		if (n->dmark[m] != n->epD) {
+			n->dmark[m] = n->epD;
+			n->dirty[n->ndirty++] = m;
+		}
+	}
+	return 0;
+}
+
+/* Every held flow bottlenecked at link m joins A: m can give them more (or
+ * must give them less) than their old share. */
+static int release(struct sim_net *n, int m)
+{
+	if (n->mmark[m] == n->epA)
+		return 0;
+	n->mmark[m] = n->epA;
+	for (int j = 0; j < n->bln[m]; j++)
+		if (join(n, n->bl[m][j]) != 0)
+			return -1;
+	return 0;
+}
+
+/* Adds every active flow of the connected component of the touched links
+ * to A (the "full" mode, and the reference for the incremental one). */
+static int seed_component(struct sim_net *n)
+{
+	int head = 0;
+
+	for (int i = 0; i < n->ntouched; i++)
+		if (solve_link(n, n->touched[i]) != 0)
+			return -1;
+	while (head < n->ncl) {
+		int l = n->comp_links[head++];
+		for (int i = 0; i < n->lfn[l]; i++)
+			if (join(n, n->lf[l][i] >> 3) != 0)
+				return -1;
+	}
+	return 0;
 }
 
 /* New max-min rates after the flows of this event started and ended.
  *
- * A max-min allocation is the unique feasible one in which every flow has a
- * bottleneck: a saturated link on which no flow has a higher rate.  So:
- * take as A the flows that started and those whose bottleneck was a
- * touched link; solve max-min for A alone by progressive filling on the
- * capacity the other flows leave (their rates held); then check the
- * bottleneck condition wherever A's new rates could have broken it (the
- * links A crosses).  Where it fails, add the flows of that link to A and
- * solve again.  When the check passes the allocation is the exact max-min
- * one; at worst A grows to the connected component (the full recompute).
- * The cost is that of the flows whose rates can change, not of the
- * network. */
+ * A max-min allocation is the unique feasible one in which every flow has
+ * a bottleneck: a saturated link on which no flow has a higher rate.  The
+ * solve is progressive filling in which most flows are held at their old
+ * rates and join A, the flows being filled, only when the filling shows
+ * that their rate may change:
+ *  - A starts as the flows that started;
+ *  - when a link freezes at level s, held flows on it with a rate above s
+ *    join first (they would exceed a saturated link's share; in the old
+ *    allocation they could not cross a link frozen earlier, whose share was
+ *    lower, so joining never reopens a frozen link);
+ *  - at the old share of a link where held flows are bottlenecked (ended
+ *    flows' links, links A crosses), they join if the link is not full
+ *    with nothing left to fill: it has spare capacity or flows of A still
+ *    rising.
+ * When the heap is empty every flow of A has a bottleneck (its link froze
+ * full with no higher rate on it) and every held flow keeps one: its link
+ * was confirmed full at its level, and nothing joining later frees
+ * capacity there (a flow joining for being faster than the level cannot
+ * cross it, having been no faster than its share in the old max-min
+ * allocation; a released flow only rises from its old share).  So the
+ * allocation is the exact max-min one (ties within TOL).  The cost is that
+ * of the flows whose rates can change and the links they cross, not the
+ * network's.  Full mode joins the whole component at once. */
 static int recompute(struct sim_net *n)
 {
 	n->epA = ++n->epoch;
+	n->epL = ++n->epoch;
+	n->epF = ++n->epoch;
+	n->epD = ++n->epoch;
 	n->na = 0;
+	n->ncl = 0;
+	n->lhn = 0;
+	n->ndirty = 0;
+	n->napool = 0;
 	n->st.recomputes++;
+	n->st.solves++;
 	if (n->full) {
-		seed_component(n);
+		n->st.full_solves++;
+		if (seed_component(n) != 0)
+			return -1;
 	} else {
-		for (int i = 0; i < n->nstarted; i++)
-			addA(n, n->started[i]);
-		for (int i = 0; i < n->ntouched; i++) {
-			int l = n->touched[i];
-			for (int j = 0; j < n->bln[l]; j++)
-				addA(n, n->bl[l][j]);
-		}
-	}
-	for (int round = 0;; round++) {
-		unsigned epL;
-		int ncl = 0, grown = 0;
-
-		if (n->na == 0)
-			return 0;
-		n->st.solves++;
-		if (round == 16 && !n->full) {
-			n->st.full_solves++;
-			/* A keeps growing: take the whole component at once rather
-			 * than paying for many partial solves */
-			seed_component(n);
-		}
-		n->st.flow_visits += (uint64_t)n->na;
-		if (n->na > n->nf / 8) {
-			/* a large A: visit it in flow order, which walks the flow
-			 * arrays sequentially (the hardware prefetches) instead of
-			 * jumping between cache lines */
-			int j = 0;
-			for (int f = 0; f < n->nf; f++)
-				if (n->h[f].amark == n->epA)
-					n->alist[j++] = f;
-			n->na = j;
-		}
-		/* the links A crosses: A's old rates, count, bottlenecked count */
-		epL = ++n->epoch;
-		for (int i = 0; i < n->na; i++) {
-			int f = n->alist[i];
-			for (int k = 0; k < n->h[f].plen; k++) {
-				int m = n->h[f].path[k];
-				if (n->lmark[m] != epL) {
-					n->lmark[m] = epL;
-					n->comp_links[ncl++] = m;
-					n->aold[m] = 0;
-					n->ln[m] = 0;
-					n->abl[m] = 0;
-					n->amax[m] = 0;
-					n->lnew[m] = -1;
-				}
-				n->aold[m] += n->h[f].rate;
-				n->ln[m]++;
-			}
-		}
-		/* A's flows of each link, contiguous (so filling never scans the
-		 * flows outside A) */
-		{
-			int off = 0;
-			for (int i = 0; i < ncl; i++) {
-				int m = n->comp_links[i];
-				n->aoff[m] = off;
-				n->acur[m] = off;
-				off += n->ln[m];
-			}
-			if (off > n->capaf) {
-				int *x = realloc(n->af, (size_t)off * 2 * sizeof *x);
-				if (x == NULL)
-					return -1;
-				n->af = x;
-				n->capaf = off * 2;
-			}
-		}
-		for (int i = 0; i < n->na; i++) {
-			int f = n->alist[i];
-			if (n->h[f].bott >= 0)
-				n->abl[n->h[f].bott]++;
-			for (int k = 0; k < n->h[f].plen; k++) {
-				int m = n->h[f].path[k];
-				n->af[n->acur[m]++] = f;
-			}
-		}
-		/* capacity the other flows leave */
-		for (int i = 0; i < ncl; i++) {
-			int m = n->comp_links[i];
-			double bw = n->topo->links[m].bw_Bps;
-			double other = n->ln[m] == n->lfn[m] ? 0 : n->lrate[m] - n->aold[m];
-			if (other < 0)
-				other = 0;
-			n->rnew[m] = other;
-			n->cap[m] = bw - other;
-			if (n->cap[m] <= TOL * bw)
-				grown += grow_link(n, m);
-		}
-		if (grown)
-			continue;
-		/* progressive filling of A */
-		n->lhn = 0;
-		for (int i = 0; i < ncl; i++) {
-			int m = n->comp_links[i];
-			if (lh_push(n, n->cap[m] / n->ln[m], m) != 0)
+		for (int i = 0; i < n->ntouched; i++)
+			if (solve_link(n, n->touched[i]) != 0)
 				return -1;
-		}
-		n->epF = ++n->epoch;
-		while (n->lhn > 0) {
-			struct lheap_ent e = lh_pop(n);
-			int l = e.link;
-			double share;
+		for (int i = 0; i < n->nstarted; i++)
+			if (join(n, n->started[i]) != 0)
+				return -1;
+	}
+	if (flush(n) != 0)
+		return -1;
+	while (n->lhn > 0) {
+		struct lheap_ent e = lh_pop(n);
+		int l = e.link >> 1;
+		double bw = n->topo->links[l].bw_Bps, share;
 
-			if (n->ln[l] == 0)
-				continue;
-			share = n->cap[l] > 0 ? n->cap[l] / n->ln[l] : 0;
-			if (share > e.key) {
-				if (lh_push(n, share, l) != 0)
-					return -1;
-				continue;
-			}
-			n->lnew[l] = share;
-			for (int i = n->aoff[l]; i < n->acur[l]; i++) {
-				int f = n->af[i];
-				if (n->h[f].fmark == n->epF)
-					continue;
-				n->h[f].fmark = n->epF;
-				n->h[f].nrate = share;
-				n->h[f].nbott = l;
-				for (int k = 0; k < n->h[f].plen; k++) {
-					int m = n->h[f].path[k];
-					n->cap[m] -= share;
-					n->ln[m]--;
-					n->rnew[m] += share;
-					if (share > n->amax[m])
-						n->amax[m] = share;
-				}
-			}
+		if ((e.link & 1) == LH_CHECK) {
+			if ((n->ln[l] > 0 || bw - n->rnew[l] > TOL * bw) &&
+			    (release(n, l) != 0 || flush(n) != 0))
+				return -1;
+			continue;
 		}
-		/* check the flows outside A whose bottleneck A crosses */
-		for (int i = 0; i < ncl; i++) {
-			int m = n->comp_links[i];
-			double bw = n->topo->links[m].bw_Bps;
-			int outside = n->bln[m] > n->abl[m];
-			if (outside && (n->cap[m] > TOL * bw || n->amax[m] > n->lshare[m] * (1 + TOL)))
-				for (int j = 0; j < n->bln[m]; j++)
-					grown += addA(n, n->bl[m][j]);
+		if (e.key != n->lkey[l])
+			continue; /* superseded by a lower key, already popped */
+		n->lkey[l] = INFINITY;
+		if (n->ln[l] == 0)
+			continue;
+		share = solve_share(n, l);
+		if (share > e.key * (1 + TOL) + 1e-300) {
+			/* the share grew since the entry was pushed */
+			if (fill_push(n, l) != 0)
+				return -1;
+			continue;
 		}
-		/* check A's new bottlenecks against the flows outside A on them */
-		n->epM = ++n->epoch;
-		for (int i = 0; i < n->na && !grown; i++) {
-			int f = n->alist[i], m = n->h[f].nbott;
-			if (n->mmark[m] != n->epM) {
+		/* held flows faster than this level cannot stay: the link is
+		 * about to be full and they would not be the slowest on it */
+		{
+			int joined = n->na;
+			if (n->lmaxr[l] > share * (1 + TOL)) {
 				double mx = 0;
-				n->mmark[m] = n->epM;
-				if (n->acur[m] - n->aoff[m] == n->lfn[m]) {
-					mx = 0; /* no flow outside A */
-				} else if (n->bln[m] > n->abl[m]) {
-					/* outside flows bottlenecked here had the largest
-					 * rate on m (the old allocation was max-min) */
-					mx = n->lshare[m];
-				} else {
-					for (int j = 0; j < n->lfn[m]; j++) {
-						int g = n->lf[m][j] >> 3;
-						if (n->h[g].amark != n->epA && n->h[g].rate > mx)
-							mx = n->h[g].rate;
+				for (int i = 0; i < n->lfn[l]; i++) {
+					int g = n->lf[l][i] >> 3;
+					if (n->h[g].amark == n->epA)
+						continue;
+					if (n->h[g].rate > share * (1 + TOL)) {
+						if (join(n, g) != 0)
+							return -1;
+					} else if (n->h[g].rate > mx) {
+						mx = n->h[g].rate;
 					}
 				}
-				n->omax[m] = mx;
+				/* the held flows left; A's are accounted at commit */
+				n->lmaxr[l] = mx;
 			}
-			if (n->omax[m] > n->h[f].nrate * (1 + TOL))
-				grown += grow_link(n, m);
-		}
-		if (grown)
-			continue;
-		/* commit */
-		for (int i = 0; i < n->na; i++) {
-			int f = n->alist[i];
-			double old = n->h[f].rate, r = n->h[f].nrate;
-			if (n->h[f].bott != n->h[f].nbott) {
-				bl_remove(n, f);
-				if (bl_add(n, n->h[f].nbott, f) != 0)
+			if (n->na > joined) {
+				if (flush(n) != 0 || fill_push(n, l) != 0)
 					return -1;
-			}
-			if (fabs(r - old) > 1e-13 * r) {
-				if (n->now > n->t_last[f])
-					n->rem[f] -= old * (n->now - n->t_last[f]);
-				if (n->rem[f] < 0)
-					n->rem[f] = 0;
-				n->t_last[f] = n->now;
-				n->h[f].rate = r;
-				n->t_end[f] = n->now + n->rem[f] / r;
-				eh_update(n, f);
-				n->st.rate_changes++;
+				continue;
 			}
 		}
-		for (int i = 0; i < ncl; i++) {
-			int m = n->comp_links[i];
-			settle_link(n, m);
-			n->lrate[m] = n->rnew[m];
-			if (n->lnew[m] >= 0)
-				n->lshare[m] = n->lnew[m];
+		n->lnew[l] = share;
+		for (int i = n->ahead[l]; i >= 0; i = n->apool[i].next) {
+			int f = n->apool[i].f, ai = n->apool[i].ai;
+			if (n->afmark[ai] == n->epF)
+				continue;
+			n->afmark[ai] = n->epF;
+			n->anrate[ai] = share;
+			n->anbott[ai] = l;
+			for (int k = 0; k < n->h[f].plen; k++) {
+				int m = n->h[f].path[k];
+				n->ln[m]--;
+				n->rnew[m] += share;
+			}
 		}
-		if (n->rates_fn != NULL)
-			n->rates_fn(n->rates_user, n, n->now, n->comp_links, ncl);
-		return 0;
 	}
+	/* commit */
+	for (int i = 0; i < n->na; i++) {
+		int f = n->alist[i];
+		double old = n->h[f].rate, r = n->anrate[i];
+		if (n->h[f].bott != n->anbott[i]) {
+			bl_remove(n, f);
+			if (bl_add(n, n->anbott[i], f) != 0)
+				return -1;
+		}
+		for (int k = 0; k < n->h[f].plen; k++) {
+			int m = n->h[f].path[k];
+			if (r > n->lmaxr[m])
+				n->lmaxr[m] = r;
+		}
+		if (fabs(r - old) > 1e-13 * r) {
+			if (n->now > n->t_last[f])
+				n->rem[f] -= old * (n->now - n->t_last[f]);
+			if (n->rem[f] < 0)
+				n->rem[f] = 0;
+			n->t_last[f] = n->now;
+			n->h[f].rate = r;
+			n->t_end[f] = n->now + n->rem[f] / r;
+			eh_update(n, f);
+			n->st.rate_changes++;
+		}
+	}
+	for (int i = 0; i < n->ncl; i++) {
+		int m = n->comp_links[i];
+		settle_link(n, m);
+		n->lrate[m] = n->lfn[m] > 0 && n->rnew[m] > 0 ? n->rnew[m] : 0;
+		if (n->lnew[m] >= 0)
+			n->lshare[m] = n->lnew[m];
+	}
+	if (n->rates_fn != NULL)
+		n->rates_fn(n->rates_user, n, n->now, n->comp_links, n->ncl);
+	return 0;
 }
 
 static void end_flow(struct sim_net *n, int f, double t)
@@ -812,7 +851,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 
 	for (;;) {
 		double tq = sim_queue_peek(n->q, &ev) ? ev.t_s : INFINITY;
-		double tf = n->ehn > 0 ? n->t_end[n->eh[0]] : INFINITY;
+		double tf = n->ehn > 0 ? n->eh[0].t : INFINITY;
 		double t = tq < tf ? tq : tf;
 		double lim;
 		int nended = 0;
@@ -826,8 +865,8 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		n->nstarted = 0;
 		n->st.events++;
 		/* settle the links the ending flows leave before their rates drop */
-		while (n->ehn > 0 && n->t_end[n->eh[0]] <= lim) {
-			int f = n->eh[0];
+		while (n->ehn > 0 && n->eh[0].t <= lim) {
+			int f = n->eh[0].f;
 			eh_remove(n, f);
 			for (int k = 0; k < n->h[f].plen; k++) {
 				if (touch(n, n->h[f].path[k]) != 0)

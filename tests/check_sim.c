@@ -410,7 +410,7 @@ START_TEST(net_maxmin_random_against_simple_solver)
 		struct sim_path p;
 		int nl = 2 + trial % 6, nf = 1 + (trial * 7) % 20;
 		int path[64][SIM_PATH_MAX], plen[64], active[64];
-		double cap[16], bytes[64], rate[64], rem[64], end[64], now = 0;
+		double cap[16], bytes[64], rate[64], rem[64], end[64], start[64], now = 0;
 		int left;
 
 		memset(&t, 0, sizeof t);
@@ -453,21 +453,33 @@ START_TEST(net_maxmin_random_against_simple_solver)
 				bytes[f] = 1e6 * (1 + f % 3);
 			plen[f] = p.n;
 			memcpy(path[f], p.link, sizeof p.link);
-			ck_assert_int_eq(sim_net_add(n, &p, bytes[f], 0, f, NULL), MOE_OK);
+			/* every other trial staggers the starts: flows joining while
+			 * others run at their old rates */
+			s = s * 1103515245u + 12345u;
+			start[f] = trial % 2 ? 1e-3 * (double)((s >> 16) % 64) : 0;
+			ck_assert_int_eq(sim_net_add(n, &p, bytes[f], start[f], f, NULL), MOE_OK);
 		}
 		ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
 		/* the reference: a plain fluid simulation with the simple solver */
 		for (int f = 0; f < nf; f++) {
-			active[f] = 1;
+			active[f] = start[f] == 0;
 			rem[f] = bytes[f];
 		}
 		left = nf;
 		while (left > 0) {
 			double dt = INFINITY;
-			simple_maxmin(nl, cap, nf, (const int (*)[SIM_PATH_MAX])path, plen, active, rate);
+			int any = 0;
 			for (int f = 0; f < nf; f++)
+				any |= active[f];
+			if (any)
+				simple_maxmin(nl, cap, nf, (const int (*)[SIM_PATH_MAX])path, plen,
+					      active, rate);
+			for (int f = 0; f < nf; f++) {
 				if (active[f] && rem[f] / rate[f] < dt)
 					dt = rem[f] / rate[f];
+				if (!active[f] && rem[f] > 0 && start[f] - now < dt)
+					dt = start[f] - now;
+			}
 			now += dt;
 			for (int f = 0; f < nf; f++) {
 				if (!active[f])
@@ -475,10 +487,14 @@ START_TEST(net_maxmin_random_against_simple_solver)
 				rem[f] -= rate[f] * dt;
 				if (rem[f] <= 1e-9 * bytes[f]) {
 					active[f] = 0;
+					rem[f] = 0;
 					end[f] = now;
 					left--;
 				}
 			}
+			for (int f = 0; f < nf; f++)
+				if (!active[f] && rem[f] > 0 && start[f] <= now * (1 + 1e-12))
+					active[f] = 1;
 		}
 		for (int f = 0; f < nf; f++)
 			assert_rel(sim_net_flow_end(n, f), end[f], 1e-9);
