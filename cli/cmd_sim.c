@@ -1,6 +1,7 @@
 /* cli/cmd_sim.c: `moekit sim`: simulate MoE layers and a step of a model on
- * a modeled cluster, from a synthetic routing pattern, print the summary and
- * store the run (sim/step.h over sim/a2a.h and sim/net.h). */
+ * a modeled cluster, from a synthetic routing pattern or a token- or
+ * count-level trace, print the summary and store the run (sim/step.h over
+ * sim/a2a.h and sim/net.h). */
 #include "config.h"
 #include "cli/cli.h"
 #include "moe/model.h"
@@ -38,7 +39,9 @@ static const char usage_text[] =
 	"the same draws: top-1 keeps each token's first expert, top-2 its first two.\n"
 	"With --trace, a k below the trace's keeps each token's first k stored\n"
 	"experts; when the trace holds logits any k re-routes them with the model's\n"
-	"routing policy (moe/route.h), so top-1 and top-2 see the same logits.\n\n"
+	"routing policy (moe/route.h), so top-1 and top-2 see the same logits.\n"
+	"A count-level trace (per rank and expert counts only) cannot be re-routed:\n"
+	"it runs at its own k (--top-k, if given, must be that k).\n\n"
 	"Options:\n"
 	"  --model SPEC          model preset or INI file (required)\n"
 	"  --cluster SPEC        cluster preset, preset:NODES or INI file (required)\n"
@@ -50,9 +53,12 @@ static const char usage_text[] =
 	"  --algorithm ALGO      direct (default), hierarchical or nvlink-forward\n"
 	"  --multipath MODE      spray (default) or ecmp (hash collisions on spines)\n"
 	"  --no-dedup            send one copy per expert, not per GPU or node\n"
-	"  --trace FILE          replay a token-level .moetrace (moekit trace): its\n"
-	"                        source ranks must be the EP group's GPUs and its\n"
-	"                        experts the model's; tokens per GPU come from it\n"
+	"  --trace FILE          replay a .moetrace (moekit trace): its source ranks\n"
+	"                        must be the EP group's GPUs and its experts the\n"
+	"                        model's; tokens per GPU come from it.  A count-level\n"
+	"                        trace replays its counts at its own top-k, without\n"
+	"                        de-duplication; layers it did not record replay the\n"
+	"                        closest recorded layer below (or the first)\n"
 	"  --step N              the trace's step to replay (default 0)\n"
 	"  --pattern P           without --trace: uniform (default) or zipf:S\n"
 	"  --seed N              random seed (default 1)\n"
@@ -80,7 +86,10 @@ static const char usage_text[] =
 	"\"layers\": [{\"layer\", \"phase\", \"dispatch_s\", \"compute_s\", \"combine_s\",\n"
 	"\"other_s\", \"exposed_s\", \"total_s\", \"network_bytes\", \"tokens\", \"dropped\",\n"
 	"\"imbalance\"}], \"bottleneck\": {\"link\", \"utilization\"}, \"busiest_gpu\",\n"
-	"\"idlest_gpu\", \"imbalance\", \"dropped\", ...}]}; run_id is null without --db.\n\n"
+	"\"idlest_gpu\", \"imbalance\", \"dropped\", ...}]}; run_id is null without --db.\n"
+	"With --trace also \"trace\": {\"file\", \"level\" (tokens or counts), \"step\",\n"
+	"\"top_k\", \"layers_used\", \"layer_map\" (the trace layer of each simulated\n"
+	"layer), \"dedup\"} and per layer \"trace_layer\".\n\n"
 	"Exit status: 0 done; 1 a runtime failure; 2 a usage or configuration error\n"
 	"(an EP size larger than the cluster, an unknown preset, a bad value).\n\n"
 	"Example:\n"
@@ -92,6 +101,7 @@ static const char usage_text[] =
 
 struct opts {
 	const char *model, *cluster, *db, *label, *trace;
+	const char *k_arg;        /* --top-k as given, for messages */
 	long step;
 	long ep, tokens, redundant, seed, layers, micro, context;
 	int overlap, dedup, have_cf, nk, ks[MAX_K], quiet;
@@ -172,11 +182,24 @@ static const char *phase_of(enum moe_phase ph)
 	return ph == MOE_PHASE_DECODE ? "decode" : ph == MOE_PHASE_PREFILL ? "prefill" : "forward";
 }
 
-static void layer_json(json_t *arr, int layer, const char *phase, const struct sim_layer_out *r)
+static json_t *int_array(const int *v, int n)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(v[i]));
+	return a;
+}
+
+/* tlayer: the trace layer replayed, -1 without a trace (no key then). */
+static void layer_json(json_t *arr, int layer, int tlayer, const char *phase,
+		       const struct sim_layer_out *r)
 {
 	json_t *o = json_object();
 
 	json_object_set_new(o, "layer", json_integer(layer));
+	if (tlayer >= 0)
+		json_object_set_new(o, "trace_layer", json_integer(tlayer));
 	json_object_set_new(o, "phase", json_string(phase));
 	json_object_set_new(o, "dispatch_s", json_real(r->dispatch_s));
 	json_object_set_new(o, "compute_s", json_real(r->compute_s));
@@ -221,7 +244,10 @@ struct ctx {
 	struct trace_reader *tr;
 	const struct trace_header *th;
 	size_t maxchunk;
-	double *trace_loads;              /* experts: layer 0's loads */
+	double *trace_loads;              /* experts: the first replayed layer's loads */
+	int counts;                       /* the trace is count level */
+	int *tmap;                        /* nlayers: the trace layer each layer replays */
+	int *tused, ntused;               /* the trace layers replayed, ascending */
 };
 
 /* Fills rk (gpus x T x k, -1 where a rank has fewer tokens) with layer
@@ -266,6 +292,25 @@ static enum moe_status trace_layer(struct ctx *x, int layer, int k, int *rk,
 	return MOE_OK;
 }
 
+/* Fills cnt (gpus x experts) with trace layer `layer` of the step's count
+ * matrix; the layer was found when the trace was opened. */
+static enum moe_status trace_counts_layer(struct ctx *x, int layer, double *cnt)
+{
+	const struct trace_chunk *ch;
+	size_t n = (size_t)x->th->ranks * (size_t)x->th->experts;
+	enum moe_status st;
+
+	if ((st = trace_reader_seek(x->tr, (uint64_t)x->o->step, (uint32_t)layer)) != MOE_OK ||
+	    (st = trace_reader_next(x->tr, &ch)) != MOE_OK)
+		return st;
+	if (ch == NULL || ch->counts == NULL)
+		return moe_error(MOE_EFORMAT, "--trace %s: no count chunk for layer %d of step %ld",
+				 x->o->trace, layer, x->o->step);
+	for (size_t i = 0; i < n; i++)
+		cnt[i] = (double)ch->counts[i];
+	return MOE_OK;
+}
+
 static int simulate(struct ctx *x, int k, struct runres *rr)
 {
 	const struct opts *o = x->o;
@@ -274,7 +319,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	struct sim_placement *pl = NULL;
 	struct sim_step *st = NULL;
 	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0};
-	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL;
+	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL, *cnts = NULL;
 	int *routes = NULL, *rk = NULL;
 	gsl_rng *rng = NULL;
 	gsl_ran_discrete_t *tab = NULL;
@@ -296,11 +341,16 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	et = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *et);
 	ed = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *ed);
 	before = malloc(((size_t)L + 1) * sizeof *before);
-	routes = malloc((size_t)G * (size_t)T * (size_t)(x->tr ? 1 : x->kmax) * sizeof *routes);
-	rk = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk);
+	if (x->counts) {
+		/* one layer's count matrix instead of per-token routes */
+		cnts = malloc((size_t)G * (size_t)E * sizeof *cnts);
+	} else {
+		routes = malloc((size_t)G * (size_t)T * (size_t)(x->tr ? 1 : x->kmax) * sizeof *routes);
+		rk = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk);
+	}
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
-	if (loads == NULL || et == NULL || ed == NULL || before == NULL || routes == NULL ||
-	    rk == NULL || rng == NULL) {
+	if (loads == NULL || et == NULL || ed == NULL || before == NULL || rng == NULL ||
+	    (x->counts ? cnts == NULL : routes == NULL || rk == NULL)) {
 		s = moe_error(MOE_ENOMEM, "out of memory for %d GPUs x %d tokens", G, T);
 		goto fail;
 	}
@@ -369,10 +419,13 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	}
 	for (int layer = 0; layer < x->nlayers; layer++) {
 		struct sim_layer_out f, b;
-		int training = x->plan->phase == MOE_PHASE_TRAINING;
+		int training = x->plan->phase == MOE_PHASE_TRAINING, tl;
 		char what[64];
 
-		if (x->tr != NULL) {
+		if (x->counts) {
+			if ((s = trace_counts_layer(x, x->tmap[layer], cnts)) != MOE_OK)
+				goto fail;
+		} else if (x->tr != NULL) {
 			if ((s = trace_layer(x, layer, k, rk, &pol, ws, rids, rw, fill)) != MOE_OK)
 				goto fail;
 		} else {
@@ -384,11 +437,16 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		}
 		for (int l = 0; l < L; l++)
 			before[l] = st->link_bytes[l];
-		if ((s = sim_step_layer(st, rk, k, et, ed, &f, training ? &b : NULL)) != MOE_OK)
+		if (x->counts)
+			s = sim_step_layer_counts(st, cnts, k, et, ed, &f, training ? &b : NULL);
+		else
+			s = sim_step_layer(st, rk, k, et, ed, &f, training ? &b : NULL);
+		if (s != MOE_OK)
 			goto fail;
-		layer_json(rr->layers, layer, phase_of(x->plan->phase), &f);
+		tl = x->tmap != NULL ? x->tmap[layer] : -1;
+		layer_json(rr->layers, layer, tl, phase_of(x->plan->phase), &f);
 		if (training)
-			layer_json(rr->layers, layer, "backward", &b);
+			layer_json(rr->layers, layer, tl, "backward", &b);
 		rr->dropped += f.dropped;
 		rr->tokens += f.tokens;
 		rr->net_bytes += f.network_bytes + (training ? b.network_bytes : 0);
@@ -531,12 +589,35 @@ out:
 		gsl_ran_discrete_free(tab);
 	if (rng != NULL)
 		gsl_rng_free(rng);
-	free(loads); free(et); free(ed); free(before); free(routes); free(rk); free(fill);
+	free(loads); free(et); free(ed); free(before); free(routes); free(rk); free(fill); free(cnts);
 	free(rids); free(rw);
 	moe_route_workspace_free(ws);
 	sim_step_free(st);
 	sim_placement_free(pl);
 	return rc;
+}
+
+/* "0-6 <- 0, 7-14 <- 7, 15 <- 15": runs of layers replaying one trace
+ * layer (truncated with "..." to fit n bytes). */
+static void layer_map_text(const struct ctx *x, char *buf, size_t n)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (int a = 0, b; a < x->nlayers; a = b + 1) {
+		char one[48];
+		for (b = a; b + 1 < x->nlayers && x->tmap[b + 1] == x->tmap[a]; b++)
+			;
+		if (a == b)
+			snprintf(one, sizeof one, "%s%d <- %d", a ? ", " : "", a, x->tmap[a]);
+		else
+			snprintf(one, sizeof one, "%s%d-%d <- %d", a ? ", " : "", a, b, x->tmap[a]);
+		if (len + strlen(one) + 4 >= n) {
+			snprintf(buf + len, n - len, "...");
+			return;
+		}
+		len += (size_t)snprintf(buf + len, n - len, "%s", one);
+	}
 }
 
 static void print_table(const struct ctx *x, const struct runres *rr, int nr)
@@ -564,6 +645,13 @@ static void print_table(const struct ctx *x, const struct runres *rr, int nr)
 			       o->trace ? "trace" : "pattern",
 			       o->trace ? o->trace : o->zipf > 0 ? "zipf" : "uniform", o->seed,
 			       o->mode == SIM_STEP_ANALYTIC ? "analytic" : "events");
+		if (x->counts) {
+			char map[512];
+			layer_map_text(x, map, sizeof map);
+			cli_table_note(t, "count-level trace: no token identities, so no de-duplication "
+				       "(bytes count every assignment: an upper bound)");
+			cli_table_note(t, "trace layers replayed (model layers <- trace layer): %s", map);
+		}
 		if (fresh) {
 			cli_table_col(t, "top_k", CLI_COL_NUM);
 			cli_table_col(t, "layer", CLI_COL_NUM);
@@ -664,9 +752,92 @@ static void print_json(const struct ctx *x, const struct runres *rr, int nr)
 		json_array_append_new(runs, o);
 	}
 	json_object_set_new(root, "runs", runs);
+	if (x->tr != NULL) {
+		json_t *t = json_object();
+		json_object_set_new(t, "file", json_string(x->o->trace));
+		json_object_set_new(t, "level", json_string(x->counts ? "counts" : "tokens"));
+		json_object_set_new(t, "step", json_integer(x->o->step));
+		json_object_set_new(t, "top_k", json_integer((json_int_t)x->th->top_k));
+		json_object_set_new(t, "layers_used", int_array(x->tused, x->ntused));
+		json_object_set_new(t, "layer_map", int_array(x->tmap, x->nlayers));
+		json_object_set_new(t, "dedup", json_boolean(x->o->dedup && !x->counts));
+		json_object_set_new(root, "trace", t);
+	}
 	json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	fputc('\n', stdout);
 	json_decref(root);
+}
+
+/* Count-level --trace (after the checks every trace gets): the k, the
+ * layers the step recorded among 0..nl-1 and the map from each simulated
+ * layer to one of them, the tokens per GPU and the placement's loads.
+ * Returns 0, or the exit status after printing the error. */
+static int count_trace_open(struct ctx *x, struct opts *o, const struct moe_model *m,
+			    struct moe_plan *plan, int given_k, int nl)
+{
+	const struct trace_header *h = x->th;
+	const struct trace_chunk *ch;
+	int E = m->experts, k = (int)h->top_k;
+	double maxrow = 0, T;
+	enum moe_status st;
+
+	/* no token identities and no logits: the counts are of the trace's k */
+	if (given_k && (o->nk > 1 || o->ks[0] != k))
+		return cli_usage("sim", "--top-k %s: the count-level trace %s holds top-%d counts and "
+				 "nothing to re-route; give --top-k %d or leave it out", o->k_arg,
+				 o->trace, k, k);
+	o->ks[0] = k;
+	o->nk = 1;
+	x->counts = 1;
+	x->tmap = malloc((size_t)nl * sizeof *x->tmap);
+	x->tused = malloc((size_t)nl * sizeof *x->tused);
+	x->trace_loads = calloc((size_t)E, sizeof *x->trace_loads);
+	if (x->tmap == NULL || x->tused == NULL || x->trace_loads == NULL)
+		return cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+	for (int l = 0; l < nl; l++) {
+		x->tmap[l] = -1;
+		st = trace_reader_seek(x->tr, (uint64_t)o->step, (uint32_t)l);
+		if (st == MOE_ENOTFOUND)
+			continue;
+		if (st != MOE_OK || (st = trace_reader_next(x->tr, &ch)) != MOE_OK)
+			return cli_fail("sim", st);
+		if (ch == NULL || ch->counts == NULL)
+			return cli_fail("sim", moe_error(MOE_EFORMAT, "--trace %s: layer %d of step %ld "
+							 "has no count chunk", o->trace, l, o->step));
+		x->tmap[l] = l;
+		x->tused[x->ntused++] = l;
+		for (uint32_t r = 0; r < h->ranks; r++) {
+			double row = 0;
+			for (int e = 0; e < E; e++) {
+				double c = (double)ch->counts[(size_t)r * (size_t)E + (size_t)e];
+				row += c;
+				if (x->ntused == 1) /* placement from the first layer replayed */
+					x->trace_loads[e] += c;
+			}
+			maxrow = fmax(maxrow, row);
+		}
+	}
+	if (x->ntused == 0)
+		return cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no count chunk "
+						 "in layers 0..%d", o->trace, o->step, nl - 1));
+	/* a layer the trace did not record replays the closest recorded one
+	 * below it (layers before the first recorded one: the first) */
+	for (int l = 0, cur = x->tused[0]; l < nl; l++) {
+		if (x->tmap[l] >= 0)
+			cur = l;
+		x->tmap[l] = cur;
+	}
+	/* a GPU's tokens: its assignments / k (exact when every token used
+	 * its k experts); the busiest GPU of any recorded layer sets them */
+	T = ceil(maxrow / k);
+	if (T < 1)
+		return cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no tokens",
+						 o->trace, o->step));
+	if (T > 1 << 30)
+		return cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: %.0f tokens on one rank in step "
+						 "%ld: at most 2^30 supported", o->trace, T, o->step));
+	plan->tokens_per_gpu = (int)T;
+	return 0;
 }
 
 int cmd_sim(int argc, char **argv)
@@ -702,7 +873,7 @@ int cmd_sim(int argc, char **argv)
 	double *pop = NULL;
 	json_t *inputs = NULL;
 	enum moe_status st;
-	int rc = 0, opt, nr = 0;
+	int rc = 0, opt, nr = 0, given_k;
 
 	memset(&o, 0, sizeof o);
 	memset(rr, 0, sizeof rr);
@@ -751,6 +922,7 @@ int cmd_sim(int argc, char **argv)
 		case 'k': {
 			char buf[256], *save = NULL;
 			snprintf(buf, sizeof buf, "%s", optarg);
+			o.k_arg = optarg;
 			o.nk = 0;
 			for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 				if (o.nk == MAX_K)
@@ -839,6 +1011,7 @@ int cmd_sim(int argc, char **argv)
 	if (plan.placement == MOE_PLACE_BALANCED && o.redundant > m.experts)
 		return cli_usage("sim", "--redundant-experts: %ld is more than the %d experts", o.redundant,
 				 m.experts);
+	given_k = o.nk > 0;
 	if (o.nk == 0) {
 		o.ks[0] = m.top_k;
 		o.nk = 1;
@@ -856,11 +1029,6 @@ int cmd_sim(int argc, char **argv)
 		if ((st = trace_reader_open(o.trace, &x.tr)) != MOE_OK)
 			return cli_fail("sim", st);
 		h = x.th = trace_reader_header(x.tr);
-		if (h->flags & TRACE_F_COUNTS) {
-			rc = cli_fail("sim", moe_error(MOE_EUNSUPPORTED, "--trace %s: count-level traces are "
-					"not supported by sim yet (token level needed)", o.trace));
-			goto out;
-		}
 		if ((int)h->experts != m.experts) {
 			rc = cli_usage("sim", "--trace %s: %u experts, but model %s has %d", o.trace,
 				       h->experts, m.name, m.experts);
@@ -881,6 +1049,12 @@ int cmd_sim(int argc, char **argv)
 		}
 		if (o.layers > 0 && o.layers < nl)
 			nl = (int)o.layers;
+		if (h->flags & TRACE_F_COUNTS) {
+			if ((rc = count_trace_open(&x, &o, &m, &plan, given_k, nl)) != 0)
+				goto out;
+			o.layers = nl;
+			goto traced;
+		}
 		for (int i = 0; i < o.nk; i++)
 			if (o.ks[i] != (int)h->top_k && !(h->flags & TRACE_F_LOGITS)
 			    && o.ks[i] > (int)h->top_k) {
@@ -941,7 +1115,18 @@ int cmd_sim(int argc, char **argv)
 			goto out;
 		}
 		o.layers = nl;
+		/* token level: layer l replays the trace's layer l */
+		x.tmap = malloc((size_t)nl * sizeof *x.tmap);
+		x.tused = malloc((size_t)nl * sizeof *x.tused);
+		if (x.tmap == NULL || x.tused == NULL) {
+			rc = cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+			goto out;
+		}
+		for (int l = 0; l < nl; l++)
+			x.tmap[l] = x.tused[l] = l;
+		x.ntused = nl;
 	}
+traced:
 	/* the EP group is the simulated cluster; other groups run alongside */
 	c = full;
 	if (plan.ep <= full.gpus_per_node) {
@@ -1015,6 +1200,10 @@ int cmd_sim(int argc, char **argv)
 		json_object_set_new(inputs, "trace", json_string(o.trace));
 		json_object_set_new(inputs, "step", json_integer(o.step));
 		json_object_set_new(inputs, "tokens_per_gpu", json_integer(plan.tokens_per_gpu));
+		if (x.counts) {
+			json_object_set_new(inputs, "trace_level", json_string("counts"));
+			json_object_set_new(inputs, "trace_layers", int_array(x.tused, x.ntused));
+		}
 	}
 	if (o.db != NULL && (st = store_open(o.db, STORE_WRITE, &db)) != MOE_OK) {
 		rc = cli_fail("sim", st);
@@ -1056,5 +1245,7 @@ out:
 	sim_topo_free(t);
 	trace_reader_close(x.tr);
 	free(x.trace_loads);
+	free(x.tmap);
+	free(x.tused);
 	return rc;
 }

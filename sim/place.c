@@ -2,6 +2,7 @@
 #include "config.h"
 #include "sim/place.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,14 +143,46 @@ enum moe_status sim_placement_new(enum moe_placement kind, int E, int ep, int gp
 	return MOE_OK;
 }
 
-int sim_placement_rank(const struct sim_placement *p, int e, int src, long tok)
+/* The index of e's replica in src's node, -1 when there is none. */
+static int own_node_replica(const struct sim_placement *p, int e, int src)
 {
 	const int *r = &p->rep[e * SIM_PLACE_MAX_REPLICAS];
 
-	if (p->nrep[e] == 1)
-		return r[0];
 	for (int i = 0; i < p->nrep[e]; i++)
 		if (r[i] / p->gpus_per_node == src / p->gpus_per_node)
-			return r[i];
+			return i;
+	return -1;
+}
+
+int sim_placement_rank(const struct sim_placement *p, int e, int src, long tok)
+{
+	const int *r = &p->rep[e * SIM_PLACE_MAX_REPLICAS];
+	int own;
+
+	if (p->nrep[e] == 1)
+		return r[0];
+	if ((own = own_node_replica(p, e, src)) >= 0)
+		return r[own];
 	return r[tok % p->nrep[e]];
+}
+
+void sim_placement_split(const struct sim_placement *p, int e, int src, double n,
+			 double out[SIM_PLACE_MAX_REPLICAS])
+{
+	int nr = p->nrep[e], own = nr == 1 ? 0 : own_node_replica(p, e, src);
+	double base, rem;
+
+	for (int i = 0; i < SIM_PLACE_MAX_REPLICAS; i++)
+		out[i] = 0;
+	if (own >= 0) {
+		out[own] = n;
+		return;
+	}
+	/* tokens 0..n-1 dealt round the replicas: the first n mod nr get one
+	 * more; a fractional remainder goes the same way, so the parts add
+	 * up to n exactly */
+	base = floor(n / nr);
+	rem = n - base * nr;
+	for (int i = 0; i < nr; i++)
+		out[i] = base + fmin(1, fmax(0, rem - i));
 }

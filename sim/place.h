@@ -45,4 +45,16 @@ void sim_placement_free(struct sim_placement *p);
 /* The rank that serves expert e for token number tok coming from rank src. */
 int sim_placement_rank(const struct sim_placement *p, int e, int src, long tok);
 
+/* How n (>= 0) assignments of expert e from rank src spread over e's
+ * replicas when only their number is known (count-level traces): out[i]
+ * gets replica i's share (rank p->rep[e x SIM_PLACE_MAX_REPLICAS + i]),
+ * unused entries 0, the shares adding up to n.  The rule of
+ * sim_placement_rank for tokens numbered 0..n-1: everything to the replica
+ * in src's node when there is one, else dealt round the replicas (the first
+ * n mod count replicas get one more).  A token-level caller routes by the
+ * token's own index, so the two agree on where the tokens go but can differ
+ * by the parity of the token indices. */
+void sim_placement_split(const struct sim_placement *p, int e, int src, double n,
+			 double out[SIM_PLACE_MAX_REPLICAS]);
+
 #endif

@@ -51,7 +51,7 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	s->fin2 = calloc((size_t)G, sizeof(double));
 	s->comp = calloc((size_t)G * 2, sizeof(double));
 	s->load = calloc((size_t)E * R, sizeof(double));
-	s->cnt = calloc((size_t)E, sizeof(int));
+	s->cnt = calloc((size_t)E, sizeof(double));
 	s->dst = calloc(1024, sizeof(int));
 	s->slot = calloc((size_t)E * R, sizeof(int));
 	s->nslots = calloc((size_t)G + 1, sizeof(int));
@@ -202,25 +202,23 @@ static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back
 	return MOE_OK;
 }
 
-enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
-			       double *expert_tokens, double *expert_dropped,
-			       struct sim_layer_out *fwd, struct sim_layer_out *bwd)
+/* The start of a layer, shared by the token and count paths: checks k,
+ * clears the outputs and the per-layer scratch, and gives the capacity of
+ * each expert in assignments (INFINITY without a capacity factor). */
+static enum moe_status layer_begin(struct sim_step *s, int k, double *expert_tokens,
+				   double *expert_dropped, struct sim_layer_out *fwd,
+				   struct sim_layer_out *bwd, double *cap)
 {
-	const struct moe_model *m = s->m;
-	const struct moe_plan *p = s->plan;
-	int G = s->gpus, E = m->experts, T = p->tokens_per_gpu;
-	double cap = INFINITY, kept = 0, dropped = 0, maxt = 0;
-	double hd = m->hidden;
-	size_t G2 = (size_t)G * (size_t)G;
-	enum moe_status st;
+	int E = s->m->experts;
 
 	if (k < 1 || k > 1024)
 		MOE_FAIL(MOE_EINVAL, "step: top-k %d outside 1..1024", k);
 	memset(fwd, 0, sizeof *fwd);
 	if (bwd != NULL)
 		memset(bwd, 0, sizeof *bwd);
+	*cap = INFINITY;
 	if (s->o.capacity_factor > 0)
-		cap = ceil(s->o.capacity_factor * (double)G * T * k / E);
+		*cap = ceil(s->o.capacity_factor * (double)s->gpus * s->plan->tokens_per_gpu * k / E);
 	memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
 	memset(s->load, 0, (size_t)E * R * sizeof *s->load);
 	if (expert_tokens != NULL)
@@ -228,36 +226,28 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 	if (expert_dropped != NULL)
 		memset(expert_dropped, 0, (size_t)E * R * sizeof *expert_dropped);
 	sim_traffic_clear(s->tr);
-	for (int g = 0; g < G; g++)
-		for (long i = 0; i < T; i++) {
-			const int *ex = &experts[((size_t)g * (size_t)T + (size_t)i) * (size_t)k];
-			int n = 0;
-			for (int j = 0; j < k; j++) {
-				int e = ex[j], rank, r = 0;
-				if (e < 0)
-					continue;
-				if (e >= E)
-					MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
-						 m->name);
-				if (s->cnt[e] >= cap) {
-					dropped++;
-					if (expert_dropped != NULL)
-						expert_dropped[e * R]++;
-					continue;
-				}
-				s->cnt[e]++;
-				rank = sim_placement_rank(s->place, e, g, i);
-				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
-					r++;
-				s->load[s->slot[e * R + r]] += 1;
-				if (expert_tokens != NULL)
-					expert_tokens[e * R + r]++;
-				s->dst[n++] = rank;
-				kept++;
-			}
-			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
-				return st;
-		}
+	return MOE_OK;
+}
+
+/* n assignments of expert e kept by its replica r: that GPU's load. */
+static void keep(struct sim_step *s, int e, int r, double n, double *expert_tokens)
+{
+	s->load[s->slot[e * R + r]] += n;
+	if (expert_tokens != NULL)
+		expert_tokens[e * R + r] += n;
+}
+
+/* The rest of a layer once its loads and traffic are known (both paths):
+ * per-GPU accounting, the forward (and backward) phases, the outputs. */
+static enum moe_status layer_end(struct sim_step *s, double kept, double dropped,
+				 struct sim_layer_out *fwd, struct sim_layer_out *bwd)
+{
+	const struct moe_model *m = s->m;
+	int G = s->gpus;
+	double hd = m->hidden, maxt = 0;
+	size_t G2 = (size_t)G * (size_t)G;
+	enum moe_status st;
+
 	for (int g = 0; g < G; g++) {
 		double tg = 0;
 		for (int i = s->nslots[g]; i < s->nslots[g + 1]; i++)
@@ -282,7 +272,7 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 	fwd->tokens = kept;
 	fwd->dropped = dropped;
 	fwd->imbalance = kept > 0 ? maxt / (kept / G) : 0;
-	if (bwd != NULL && p->phase == MOE_PHASE_TRAINING) {
+	if (bwd != NULL && s->plan->phase == MOE_PHASE_TRAINING) {
 		if ((st = phase(s, hd * m->combine_bytes, hd * m->combine_bytes, 2, 2, bwd)) != MOE_OK)
 			return st;
 		bwd->tokens = kept;
@@ -290,4 +280,90 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 		bwd->imbalance = fwd->imbalance;
 	}
 	return MOE_OK;
+}
+
+enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
+			       double *expert_tokens, double *expert_dropped,
+			       struct sim_layer_out *fwd, struct sim_layer_out *bwd)
+{
+	const struct moe_model *m = s->m;
+	int G = s->gpus, E = m->experts, T = s->plan->tokens_per_gpu;
+	double cap, kept = 0, dropped = 0;
+	enum moe_status st;
+
+	if ((st = layer_begin(s, k, expert_tokens, expert_dropped, fwd, bwd, &cap)) != MOE_OK)
+		return st;
+	for (int g = 0; g < G; g++)
+		for (long i = 0; i < T; i++) {
+			const int *ex = &experts[((size_t)g * (size_t)T + (size_t)i) * (size_t)k];
+			int n = 0;
+			for (int j = 0; j < k; j++) {
+				int e = ex[j], rank, r = 0;
+				if (e < 0)
+					continue;
+				if (e >= E)
+					MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
+						 m->name);
+				if (s->cnt[e] >= cap) {
+					dropped++;
+					if (expert_dropped != NULL)
+						expert_dropped[e * R]++;
+					continue;
+				}
+				s->cnt[e]++;
+				rank = sim_placement_rank(s->place, e, g, i);
+				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
+					r++;
+				keep(s, e, r, 1, expert_tokens);
+				s->dst[n++] = rank;
+				kept++;
+			}
+			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
+				return st;
+		}
+	return layer_end(s, kept, dropped, fwd, bwd);
+}
+
+enum moe_status sim_step_layer_counts(struct sim_step *s, const double *counts, int k,
+				      double *expert_tokens, double *expert_dropped,
+				      struct sim_layer_out *fwd, struct sim_layer_out *bwd)
+{
+	int G = s->gpus, E = s->m->experts;
+	double cap, kept = 0, dropped = 0;
+	enum moe_status st;
+
+	if ((st = layer_begin(s, k, expert_tokens, expert_dropped, fwd, bwd, &cap)) != MOE_OK)
+		return st;
+	/* source GPU order, as the token path: an expert's capacity goes to
+	 * the lowest GPUs first, and what GPU g loses does not depend on how
+	 * its tokens were ordered */
+	for (int g = 0; g < G; g++)
+		for (int e = 0; e < E; e++) {
+			double c = counts[(size_t)g * (size_t)E + (size_t)e], n, part[R];
+			if (!(c >= 0) || !isfinite(c))
+				MOE_FAIL(MOE_EINVAL, "step: count of GPU %d, expert %d is %g: expected a "
+					 "finite number >= 0", g, e, c);
+			if (c == 0)
+				continue;
+			n = fmin(c, fmax(0, cap - s->cnt[e]));
+			if (n < c) {
+				dropped += c - n;
+				if (expert_dropped != NULL)
+					expert_dropped[e * R] += c - n;
+			}
+			if (n == 0)
+				continue;
+			s->cnt[e] += n;
+			kept += n;
+			sim_placement_split(s->place, e, g, n, part);
+			for (int r = 0; r < s->place->nrep[e]; r++) {
+				if (part[r] == 0)
+					continue;
+				keep(s, e, r, part[r], expert_tokens);
+				/* one copy per assignment: nothing to de-duplicate */
+				if ((st = sim_traffic_add(s->tr, g, s->place->rep[e * R + r], part[r])) != MOE_OK)
+					return st;
+			}
+		}
+	return layer_end(s, kept, dropped, fwd, bwd);
 }

@@ -1,5 +1,6 @@
 /* sim/step.h: one MoE layer and one step, from the experts each token was
- * routed to, on a modeled cluster.
+ * routed to (or only from how many assignments each GPU sent to each
+ * expert), on a modeled cluster.
  *
  * A layer (forward, prefill or decode), one micro-batch:
  *
@@ -84,7 +85,8 @@ struct sim_step {
 	double elapsed_s;            /* sum of layer totals */
 	/* scratch */
 	double *fin, *fin2, *comp, *load, *lb;
-	int *cnt, *dst;
+	double *cnt;                 /* experts: assignments kept this layer */
+	int *dst;
 	int *slot;                   /* experts x replicas: index in its GPU's loads */
 	int *nslots;                 /* per GPU */
 };
@@ -115,5 +117,30 @@ void sim_step_set_coalesce(struct sim_step *s, double rel);
 enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 			       double *expert_tokens, double *expert_dropped,
 			       struct sim_layer_out *fwd, struct sim_layer_out *bwd);
+
+/* Simulates one MoE layer from counts alone (a count-level trace): counts
+ * is gpus x experts (row major: source GPU, expert), the token-expert
+ * assignments each GPU sends to each expert, k the experts per token they
+ * came from (it sets the capacity, as in sim_step_layer).  Everything else
+ * is the token path's:
+ *  - capacity: expert e keeps its first cap assignments in source GPU
+ *    order, so GPU g keeps min(counts[g][e], cap - what GPUs < g kept) and
+ *    drops the rest; exactly what sim_step_layer keeps and drops per GPU
+ *    and expert, whatever the order of the tokens inside a GPU;
+ *  - replicas: an expert's kept count from GPU g goes to the replica in g's
+ *    node, else is dealt round its replicas (sim_placement_split);
+ *  - traffic: one copy per kept assignment (sim_traffic_add).  A count
+ *    cannot tell whether two assignments belong to one token, so nothing is
+ *    de-duplicated whatever s->o.dedup says: dispatch and combine bytes
+ *    count every assignment, an upper bound on the token path's bytes that
+ *    is reached when no token has two experts on one GPU (direct
+ *    algorithm) or on one node (hierarchical, nvlink-forward);
+ *  - compute, per-GPU accounting, phases and outputs as sim_step_layer.
+ * fwd->tokens + fwd->dropped is the sum of counts.  Returns MOE_OK;
+ * MOE_EINVAL for k outside 1..1024 or a count that is negative or not
+ * finite (the layer's results are then undefined); MOE_ENOMEM. */
+enum moe_status sim_step_layer_counts(struct sim_step *s, const double *counts, int k,
+				      double *expert_tokens, double *expert_dropped,
+				      struct sim_layer_out *fwd, struct sim_layer_out *bwd);
 
 #endif

@@ -866,6 +866,38 @@ START_TEST(place_kinds)
 }
 END_TEST
 
+START_TEST(place_split_follows_rank)
+{
+	struct sim_placement *p;
+	double loads[8] = {900, 800, 10, 10, 10, 10, 10, 10}, part[SIM_PLACE_MAX_REPLICAS];
+
+	/* one GPU per node: a source holds a replica or deals round both */
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 8, 4, 1, 1, loads, 2, &p), MOE_OK);
+	for (int e = 0; e < 8; e++)
+		for (int src = 0; src < 4; src++)
+			for (int n = 0; n <= 7; n++) {
+				double want[SIM_PLACE_MAX_REPLICAS] = {0};
+				for (long tok = 0; tok < n; tok++) {
+					int rank = sim_placement_rank(p, e, src, tok), r = 0;
+					while (p->rep[e * SIM_PLACE_MAX_REPLICAS + r] != rank)
+						r++;
+					want[r]++;
+				}
+				sim_placement_split(p, e, src, n, part);
+				for (int r = 0; r < SIM_PLACE_MAX_REPLICAS; r++)
+					ck_assert_double_eq(part[r], want[r]);
+			}
+	/* expert 0 from a rank without it: 7 = 4 + 3; 7.5 = 4 + 3.5 */
+	for (int src = 0; src < 4; src++)
+		if (p->rep[0] != src && p->rep[1] != src) {
+			sim_placement_split(p, 0, src, 7.5, part);
+			ck_assert_double_eq(part[0], 4);
+			ck_assert_double_eq(part[1], 3.5);
+		}
+	sim_placement_free(p);
+}
+END_TEST
+
 START_TEST(compute_roofline_worked_example)
 {
 	struct moe_model m;
@@ -900,19 +932,31 @@ struct step_env {
 	int *ex;
 };
 
-static void step_env_init(struct step_env *e, enum sim_step_mode mode, double cf)
+/* Mixtral (8 experts, top-2) on nodes x G GPUs (EP = all of them), T
+ * tokens per GPU, direct all-to-all; placement pl (taken; NULL:
+ * contiguous). */
+static void step_env_shape(struct step_env *e, enum sim_step_mode mode, double cf, int dedup,
+			   int nodes, int G, int T, struct sim_placement *pl)
 {
-	struct sim_step_opts o = {SIM_A2A_DIRECT, 1, mode, cf, 0};
+	struct sim_step_opts o = {SIM_A2A_DIRECT, dedup, mode, cf, 0};
 
 	ck_assert_int_eq(moe_model_load("mixtral-8x7b", &e->m), MOE_OK);
-	e->c = cluster(2, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
+	e->c = cluster(nodes, G, G, MOE_INTRA_NVSWITCH, MOE_FABRIC_NONBLOCKING);
 	moe_plan_default(&e->p, &e->m, &e->c);
-	e->p.tokens_per_gpu = 64;
-	ck_assert_int_eq(e->p.ep, 8);
+	e->p.tokens_per_gpu = T;
+	ck_assert_int_eq(e->p.ep, nodes * G);
 	ck_assert_int_eq(sim_topo_new(&e->c, SIM_MULTIPATH_SPRAY, &e->t), MOE_OK);
-	ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 8, 8, 4, 1, NULL, 0, &e->pl), MOE_OK);
+	if (pl == NULL)
+		ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 8, nodes * G, G, 1, NULL, 0, &pl),
+				 MOE_OK);
+	e->pl = pl;
 	ck_assert_int_eq(sim_step_new(&e->m, &e->c, &e->p, e->t, e->pl, &o, &e->s), MOE_OK);
-	e->ex = malloc(8 * 64 * 2 * sizeof *e->ex);
+	e->ex = malloc((size_t)nodes * G * T * 2 * sizeof *e->ex);
+}
+
+static void step_env_init(struct step_env *e, enum sim_step_mode mode, double cf)
+{
+	step_env_shape(e, mode, cf, 1, 2, 4, 64, NULL);
 }
 
 static void step_env_free(struct step_env *e)
@@ -991,6 +1035,217 @@ START_TEST(step_analytic_matches_events_when_uniform)
 }
 END_TEST
 
+/* counts[g][e] of a routing ex (G x T x k ids) */
+static void count_routes(const int *ex, int G, int T, int k, int E, double *counts)
+{
+	memset(counts, 0, (size_t)G * E * sizeof *counts);
+	for (int g = 0; g < G; g++)
+		for (int i = 0; i < T * k; i++)
+			counts[g * E + ex[g * T * k + i]]++;
+}
+
+/* The token and the count path on the same routing and a fresh step each
+ * must agree exactly: same traffic matrices, loads, drops and times. */
+static void assert_same_layer(const struct sim_layer_out *a, const struct sim_layer_out *b)
+{
+	ck_assert_double_eq(a->dispatch_bytes, b->dispatch_bytes);
+	ck_assert_double_eq(a->combine_bytes, b->combine_bytes);
+	ck_assert_double_eq(a->network_bytes, b->network_bytes);
+	ck_assert_double_eq(a->dispatch_s, b->dispatch_s);
+	ck_assert_double_eq(a->compute_s, b->compute_s);
+	ck_assert_double_eq(a->combine_s, b->combine_s);
+	ck_assert_double_eq(a->total_s, b->total_s);
+	ck_assert_double_eq(a->tokens, b->tokens);
+	ck_assert_double_eq(a->dropped, b->dropped);
+	ck_assert_double_eq(a->imbalance, b->imbalance);
+}
+
+START_TEST(step_counts_equal_tokens_without_shared_gpus)
+{
+	struct step_env a, b;
+	struct sim_layer_out fa, fb;
+	double counts[8 * 8], eta[16], etb[16], eda[16], edb[16], sum = 0;
+
+	/* one expert per GPU (2 nodes x 4): a token's two experts are always
+	 * on two GPUs, so de-duplication saves nothing.  Token i of GPU g:
+	 * experts g+1 and g+2 (i even) or g+3 (i odd), mod 8: never on g */
+	step_env_init(&a, SIM_STEP_EVENTS, 0);
+	step_env_init(&b, SIM_STEP_EVENTS, 0);
+	for (int g = 0; g < 8; g++)
+		for (int i = 0; i < 64; i++) {
+			a.ex[2 * (g * 64 + i)] = (g + 1) % 8;
+			a.ex[2 * (g * 64 + i) + 1] = (g + 2 + i % 2) % 8;
+		}
+	count_routes(a.ex, 8, 64, 2, 8, counts);
+	ck_assert_int_eq(sim_step_layer(a.s, a.ex, 2, eta, eda, &fa, NULL), MOE_OK);
+	ck_assert_msg(sim_step_layer_counts(b.s, counts, 2, etb, edb, &fb, NULL) == MOE_OK, "%s",
+		      moe_errmsg());
+	assert_same_layer(&fa, &fb);
+	/* by hand: 8 x 64 x 2 = 1024 copies of 4096 x 2 bytes each way */
+	ck_assert_double_eq(fb.dispatch_bytes, 1024.0 * 4096 * 2);
+	ck_assert_double_eq(fb.combine_bytes, 1024.0 * 4096 * 2);
+	/* across the two nodes: g+1 from g = 3, 7 (128 copies); g+2 from
+	 * g = 2, 3, 6, 7 (4 x 32); g+3 from g = 1, 2, 3, 5, 6, 7 (6 x 32):
+	 * 448 copies, dispatch and combine */
+	ck_assert_double_eq(fb.network_bytes, 2 * 448.0 * 4096 * 2);
+	ck_assert_double_eq(fb.tokens, 1024);
+	ck_assert_double_eq(fb.imbalance, 1); /* 128 per expert */
+	for (int i = 0; i < 16; i++) {
+		ck_assert_double_eq(eta[i], etb[i]);
+		ck_assert_double_eq(edb[i], 0);
+		sum += etb[i];
+	}
+	ck_assert_double_eq(etb[3 * 2], 128);
+	ck_assert_double_eq(sum, 1024);
+	for (int g = 0; g < 8; g++) {
+		ck_assert_double_eq(a.s->sent[g], b.s->sent[g]);
+		ck_assert_double_eq(a.s->busy_s[g], b.s->busy_s[g]);
+	}
+	step_env_free(&a);
+	step_env_free(&b);
+}
+END_TEST
+
+START_TEST(step_counts_capacity_first_come_by_gpu)
+{
+	struct step_env a, b;
+	struct sim_layer_out fa, fb, ba, bb;
+	double counts[8 * 8], eta[16], etb[16], eda[16], edb[16], sum = 0;
+
+	/* every token's first expert is 5; capacity 1 x 8 x 64 x 2 / 8 = 128:
+	 * expert 5 keeps GPUs 0 and 1's 64 each and drops the other 384 */
+	step_env_init(&a, SIM_STEP_EVENTS, 1.0);
+	step_env_init(&b, SIM_STEP_EVENTS, 1.0);
+	a.p.phase = b.p.phase = MOE_PHASE_TRAINING;
+	for (int i = 0; i < 8 * 64; i++) {
+		/* the second expert, by token order, must not matter to counts */
+		a.ex[2 * i] = i % 3 == 0 ? 5 : i % 8 == 5 ? 6 : i % 8;
+		a.ex[2 * i + 1] = i % 3 == 0 ? (i % 8 == 5 ? 6 : i % 8) : 5;
+	}
+	count_routes(a.ex, 8, 64, 2, 8, counts);
+	for (int i = 0; i < 64; i++)
+		sum += counts[i];
+	ck_assert_double_eq(sum, 8 * 64 * 2);
+	ck_assert_int_eq(sim_step_layer(a.s, a.ex, 2, eta, eda, &fa, &ba), MOE_OK);
+	ck_assert_int_eq(sim_step_layer_counts(b.s, counts, 2, etb, edb, &fb, &bb), MOE_OK);
+	assert_same_layer(&fa, &fb);
+	assert_same_layer(&ba, &bb);
+	ck_assert_double_eq(etb[5 * 2], 128);
+	ck_assert_double_eq(edb[5 * 2], 512 - 128);
+	ck_assert_double_eq(fb.dropped, 384);
+	/* conservation: every count is kept or dropped */
+	ck_assert_double_eq(fb.tokens + fb.dropped, sum);
+	for (int i = 0; i < 16; i++) {
+		ck_assert_double_eq(eta[i], etb[i]);
+		ck_assert_double_eq(eda[i], edb[i]);
+	}
+	/* GPU 5 (expert 5) receives only what it kept: GPUs 0 and 1's 128
+	 * copies (dropped ones move no bytes), plus in the combine the results
+	 * of its own 64 tokens' other experts (all on other GPUs) */
+	ck_assert_double_eq(b.s->recv[5], (128 + 64) * 4096.0 * 2);
+	step_env_free(&a);
+	step_env_free(&b);
+}
+END_TEST
+
+START_TEST(step_counts_overstate_shared_gpus)
+{
+	struct step_env a, b, c;
+	struct sim_layer_out fa, fb, fc;
+	double counts[4 * 8];
+
+	/* 4 GPUs of one node, experts 2h and 2h+1 on GPU h.  Token i of GPU g
+	 * (4 tokens): i even: experts 2h, 2h+1 with h = g+1 mod 4 (one GPU:
+	 * one copy de-duplicated); i odd: 2h and 2(g+2 mod 4) (two GPUs) */
+	step_env_shape(&a, SIM_STEP_EVENTS, 0, 1, 1, 4, 4, NULL);
+	step_env_shape(&b, SIM_STEP_EVENTS, 0, 1, 1, 4, 4, NULL);
+	step_env_shape(&c, SIM_STEP_EVENTS, 0, 0, 1, 4, 4, NULL);
+	for (int g = 0; g < 4; g++)
+		for (int i = 0; i < 4; i++) {
+			int h = (g + 1) % 4, *x = &a.ex[2 * (g * 4 + i)];
+			x[0] = 2 * h;
+			x[1] = i % 2 == 0 ? 2 * h + 1 : 2 * ((g + 2) % 4);
+		}
+	memcpy(c.ex, a.ex, 4 * 4 * 2 * sizeof *a.ex);
+	count_routes(a.ex, 4, 4, 2, 8, counts);
+	ck_assert_int_eq(sim_step_layer(a.s, a.ex, 2, NULL, NULL, &fa, NULL), MOE_OK);
+	ck_assert_int_eq(sim_step_layer_counts(b.s, counts, 2, NULL, NULL, &fb, NULL), MOE_OK);
+	ck_assert_int_eq(sim_step_layer(c.s, c.ex, 2, NULL, NULL, &fc, NULL), MOE_OK);
+	/* per GPU: tokens 6 copies (2 + 2 x 2), counts 8 assignments */
+	ck_assert_double_eq(fa.dispatch_bytes, 4 * 6 * 4096.0 * 2);
+	ck_assert_double_eq(fb.dispatch_bytes, 4 * 8 * 4096.0 * 2);
+	ck_assert(fb.dispatch_bytes > fa.dispatch_bytes);
+	ck_assert(fb.dispatch_s > fa.dispatch_s);
+	/* the count path equals the token path without de-duplication */
+	ck_assert_double_eq(fb.dispatch_bytes, fc.dispatch_bytes);
+	ck_assert_double_eq(fb.dispatch_s, fc.dispatch_s);
+	ck_assert_double_eq(fb.total_s, fc.total_s);
+	/* the experts compute the same assignments either way */
+	ck_assert_double_eq(fb.compute_s, fa.compute_s);
+	ck_assert_double_eq(fb.tokens, fa.tokens);
+	ck_assert_double_eq(fb.tokens, 32);
+	step_env_free(&a);
+	step_env_free(&b);
+	step_env_free(&c);
+}
+END_TEST
+
+START_TEST(step_counts_replicas)
+{
+	struct sim_placement *pa, *pb;
+	struct step_env a, b;
+	struct sim_layer_out fa, fb;
+	double loads[8] = {10, 10, 10, 10, 10, 1000, 10, 10}, counts[8 * 8], eta[16], etb[16];
+
+	/* balanced: expert 5 gets a second replica (slots: 2 per GPU).  Every
+	 * token's first expert is 5, so a GPU without a replica in its node
+	 * deals tokens 0..63 round the two, as the count path splits 64; the
+	 * second expert is never 5 and has one replica.  No de-duplication,
+	 * so the traffic matches even where both experts share a GPU. */
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 8, 8, 4, 1, loads, 1, &pa), MOE_OK);
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 8, 8, 4, 1, loads, 1, &pb), MOE_OK);
+	ck_assert_int_eq(pa->nrep[5], 2);
+	step_env_shape(&a, SIM_STEP_EVENTS, 0, 0, 2, 4, 64, pa);
+	step_env_shape(&b, SIM_STEP_EVENTS, 0, 0, 2, 4, 64, pb);
+	for (int i = 0; i < 8 * 64; i++) {
+		a.ex[2 * i] = 5;
+		a.ex[2 * i + 1] = i % 8 == 5 ? 6 : i % 8;
+	}
+	count_routes(a.ex, 8, 64, 2, 8, counts);
+	ck_assert_int_eq(sim_step_layer(a.s, a.ex, 2, eta, NULL, &fa, NULL), MOE_OK);
+	ck_assert_int_eq(sim_step_layer_counts(b.s, counts, 2, etb, NULL, &fb, NULL), MOE_OK);
+	assert_same_layer(&fa, &fb);
+	for (int i = 0; i < 16; i++)
+		ck_assert_double_eq(eta[i], etb[i]);
+	ck_assert_double_eq(etb[10] + etb[11], 8 * 64);
+	ck_assert(etb[10] > 0 && etb[11] > 0);
+	step_env_free(&a);
+	step_env_free(&b);
+}
+END_TEST
+
+START_TEST(step_counts_errors)
+{
+	struct step_env e;
+	struct sim_layer_out f;
+	double counts[8 * 8] = {0};
+
+	step_env_init(&e, SIM_STEP_ANALYTIC, 0);
+	ck_assert_int_eq(sim_step_layer_counts(e.s, counts, 0, NULL, NULL, &f, NULL), MOE_EINVAL);
+	ck_assert_int_eq(sim_step_layer_counts(e.s, counts, 2, NULL, NULL, &f, NULL), MOE_OK);
+	ck_assert_double_eq(f.tokens, 0);
+	ck_assert_double_eq(f.dispatch_bytes, 0);
+	counts[3 * 8 + 6] = -1;
+	ck_assert_int_eq(sim_step_layer_counts(e.s, counts, 2, NULL, NULL, &f, NULL), MOE_EINVAL);
+	ck_assert_msg(strstr(moe_errmsg(), "GPU 3, expert 6") != NULL, "%s", moe_errmsg());
+	counts[3 * 8 + 6] = NAN;
+	ck_assert_int_eq(sim_step_layer_counts(e.s, counts, 2, NULL, NULL, &f, NULL), MOE_EINVAL);
+	counts[3 * 8 + 6] = INFINITY;
+	ck_assert_int_eq(sim_step_layer_counts(e.s, counts, 2, NULL, NULL, &f, NULL), MOE_EINVAL);
+	step_env_free(&e);
+}
+END_TEST
+
 static Suite *sim_suite(void)
 {
 	Suite *s = suite_create("sim");
@@ -1015,11 +1270,17 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
 	tcase_add_test(core, a2a_ecmp_collisions_cost_time);
 	tcase_add_test(core, place_kinds);
+	tcase_add_test(core, place_split_follows_rank);
 	tcase_add_test(core, compute_roofline_worked_example);
 	tcase_add_test(core, step_hot_gpu_and_tokens);
 	tcase_add_test(core, step_analytic_matches_events_when_uniform);
+	tcase_add_test(core, step_counts_equal_tokens_without_shared_gpus);
+	tcase_add_test(core, step_counts_capacity_first_come_by_gpu);
+	tcase_add_test(core, step_counts_overstate_shared_gpus);
+	tcase_add_test(core, step_counts_replicas);
 	suite_add_tcase(s, core);
 	tcase_add_test(errors, topo_errors_and_slowdowns);
+	tcase_add_test(errors, step_counts_errors);
 	suite_add_tcase(s, errors);
 	return s;
 }

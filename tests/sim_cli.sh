@@ -2,7 +2,8 @@
 # End-to-end tests of `moekit sim`: the json shape scripts rely on, top-1
 # moving fewer bytes than top-2 on the same draws, determinism, a skewed
 # pattern making the GPU of the hottest expert the busiest, the store, the
-# analytic mode next to the event model, and usage errors (exit 2).
+# analytic mode next to the event model, replaying token- and count-level
+# traces, and usage errors (exit 2).
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}"
 fail=0
@@ -146,8 +147,94 @@ check "no trace file" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 -
 check "trace without logits" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 -o "$tmp/nl.moetrace" -q
 check "top-k above the trace's without logits" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 9
 check "top-k below the trace's without logits" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 2
-check "count-level trace" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 --counts -o "$tmp/c.moetrace" -q
-check "count-level trace is refused" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/c.moetrace" --layers 3
+
+# count-level traces: the same seed gives the token trace's counts
+# (trace gen routes the same tokens, then only counts them)
+cgen="trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 --zipf 1.2 --seed 5 -q"
+check "count-level trace" 0 "$MOEKIT" $cgen --counts -o "$tmp/c.moetrace"
+check "its token-level twin" 0 "$MOEKIT" $cgen -o "$tmp/ct.moetrace"
+csim="sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --layers 3 --quiet --format json"
+check "replay counts" 0 "$MOEKIT" $csim --trace "$tmp/c.moetrace" --db "$tmp/c.db"
+cp "$tmp/out" "$tmp/c.json"
+py "counts: json keys, trace summary, conservation" '
+x = j["runs"][0]
+for key in ("run_id", "top_k", "step_time_s", "tokens_per_s", "network_bytes", "tokens",
+            "dropped", "imbalance", "layers", "bottleneck", "busiest_gpu", "idlest_gpu"):
+    assert key in x, key
+assert x["top_k"] == 8 and x["run_id"] == 1, x
+assert x["tokens"] + x["dropped"] == 3 * 16 * 64 * 8, (x["tokens"], x["dropped"])
+t = j["trace"]
+assert t == {"file": t["file"], "level": "counts", "step": 0, "top_k": 8, "layers_used": [0, 1, 2],
+             "layer_map": [0, 1, 2], "dedup": False}, t
+assert [l["trace_layer"] for l in x["layers"]] == [0, 1, 2]
+for l in x["layers"]:
+    for key in ("layer", "trace_layer", "phase", "dispatch_s", "compute_s", "combine_s",
+                "exposed_s", "total_s", "dispatch_bytes", "combine_bytes", "network_bytes"):
+        assert key in l, key
+'
+check "db export of the count replay" 0 "$MOEKIT" db export 1 --db "$tmp/c.db" --format json
+py "counts: stored inputs and expert rows" '
+i = j["run"]["inputs"]
+i = json.loads(i) if isinstance(i, str) else i
+assert i["trace_level"] == "counts" and i["trace_layers"] == [0, 1, 2] and i["top_k"] == 8, i
+assert i["tokens_per_gpu"] == 64, i
+assert sum(r["tokens"] + r["dropped"] for r in j["experts"]) == 3 * 16 * 64 * 8
+'
+"$MOEKIT" $csim --trace "$tmp/ct.moetrace" >"$tmp/ct.json"
+"$MOEKIT" $csim --trace "$tmp/ct.moetrace" --no-dedup >"$tmp/ctn.json"
+"$PYTHON3" -c '
+import json, sys
+c, t, n = (json.load(open(f))["runs"][0] for f in sys.argv[1:4])
+# no de-duplication possible: never fewer bytes than the tokens de-duplicated
+assert c["network_bytes"] > t["network_bytes"], (c["network_bytes"], t["network_bytes"])
+for a, b in zip(c["layers"], t["layers"]):
+    assert a["dispatch_bytes"] >= b["dispatch_bytes"], (a, b)
+# and exactly the tokens without de-duplication
+assert c["network_bytes"] == n["network_bytes"] and c["step_time_s"] == n["step_time_s"], (c, n)
+assert c["tokens"] == n["tokens"] and c["dropped"] == n["dropped"]
+for a, b in zip(c["layers"], n["layers"]):
+    assert a["dispatch_bytes"] == b["dispatch_bytes"] and a["compute_s"] == b["compute_s"], (a, b)
+' "$tmp/c.json" "$tmp/ct.json" "$tmp/ctn.json" && echo "ok: counts = tokens without de-dup, >= tokens with it" ||
+	{ echo "FAIL: counts against tokens"; fail=1; }
+
+# a count dump recording layers 0 and 2 only (of Mixtral's 32), by hand:
+# layer 0: rank r sends 10 to expert r (its own GPU) and 6 to r+1; layer 2:
+# 8 each to r+4 and r+5 (mod 8).  Contiguous on 8 GPUs: expert e on GPU e.
+{
+	echo step,layer,rank,expert,tokens
+	for r in 0 1 2 3 4 5 6 7; do
+		echo "0,0,$r,$r,10"; echo "0,0,$r,$(( (r + 1) % 8 )),6"
+	done
+	for r in 0 1 2 3 4 5 6 7; do
+		echo "0,2,$r,$(( (r + 4) % 8 )),8"; echo "0,2,$r,$(( (r + 5) % 8 )),8"
+	done
+} >"$tmp/part.csv"
+check "import a partial count dump" 0 "$MOEKIT" trace import "$tmp/part.csv" --model mixtral-8x7b --ranks 8 -o "$tmp/part.moetrace"
+check "replay it on 4 layers" 0 "$MOEKIT" sim --model mixtral-8x7b --cluster dgx-h100 --ep 8 --trace "$tmp/part.moetrace" --layers 4 --quiet --format json
+py "partial: layer map and hand-checked bytes" '
+t = j["trace"]
+assert t["layers_used"] == [0, 2] and t["layer_map"] == [0, 0, 2, 2] and t["top_k"] == 2, t
+L = j["runs"][0]["layers"]
+assert [l["trace_layer"] for l in L] == [0, 0, 2, 2]
+# hidden 4096 x 2 bytes a copy; layer 0 moves 6 per rank, layer 2 16
+assert [l["dispatch_bytes"] for l in L] == [8 * 6 * 8192.0] * 2 + [8 * 16 * 8192.0] * 2, L
+assert [l["tokens"] for l in L] == [128] * 4 and j["runs"][0]["dropped"] == 0
+assert all(l["network_bytes"] == 0 for l in L)
+'
+check "table: the layer map" 0 "$MOEKIT" sim --model mixtral-8x7b --cluster dgx-h100 --ep 8 --trace "$tmp/part.moetrace" --layers 4 --quiet
+grep -q "^# trace layers replayed (model layers <- trace layer): 0-1 <- 0, 2-3 <- 2$" "$tmp/out" ||
+	{ echo "FAIL: layer map line"; cat "$tmp/out"; fail=1; }
+check "counts: the trace's own --top-k" 0 "$MOEKIT" $csim --trace "$tmp/c.moetrace" --top-k 8
+check "counts: --top-k 1,2" 2 "$MOEKIT" $csim --trace "$tmp/c.moetrace" --top-k 1,2
+grep -q "^moekit sim: --top-k 1,2: the count-level trace .*c.moetrace holds top-8 counts" "$tmp/err" ||
+	{ echo "FAIL: top-k message"; cat "$tmp/err"; fail=1; }
+check "counts: --top-k 4" 2 "$MOEKIT" $csim --trace "$tmp/c.moetrace" --top-k 4
+check "counts: ranks differ from EP" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100 --ep 8 --trace "$tmp/c.moetrace" --layers 3
+grep -q "16 source ranks, but the EP group has 8 GPUs" "$tmp/err" || { echo "FAIL: counts ranks message"; fail=1; }
+check "counts: experts differ from the model" 2 "$MOEKIT" sim --model mixtral-8x7b --cluster dgx-h100 --ep 8 --trace "$tmp/c.moetrace" --layers 3
+grep -q "64 experts, but model mixtral-8x7b has 8" "$tmp/err" || { echo "FAIL: counts experts message"; fail=1; }
+check "counts: layers differ from the model" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/c.moetrace"
+check "counts: no such step" 2 "$MOEKIT" $csim --trace "$tmp/c.moetrace" --step 3
 
 check "EP larger than the cluster" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100 --ep 16
 grep -q -- "--ep" "$tmp/err" || { echo "FAIL: --ep not named"; fail=1; }
