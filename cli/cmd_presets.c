@@ -79,8 +79,20 @@ static int list(enum cli_format fmt)
 					rc = cli_fail("presets", st);
 					goto out;
 				}
-				snprintf(summary, sizeof summary, "%d x %s per node, %s, %d NICs",
-					 c.gpus_per_node, c.gpu, moe_intra_name(c.intra), c.nics);
+				summary[0] = '\0';
+				for (int i = 0; i < moe_cluster_kinds(&c); i++) {
+					struct moe_node_group g;
+					size_t l = strlen(summary);
+					moe_cluster_kind(&c, i, &g);
+					/* node groups: "2 nodes of 8 x H100-SXM, ...; 2 nodes of ..." */
+					if (c.ngroups > 0)
+						snprintf(summary + l, sizeof summary - l, "%s%d nodes of ",
+							 i ? "; " : "", g.nodes);
+					l = strlen(summary);
+					snprintf(summary + l, sizeof summary - l, "%d x %s%s, %s, %d NICs",
+						 c.gpus_per_node, g.gpu, c.ngroups ? "" : " per node",
+						 moe_intra_name(g.intra), g.nics);
+				}
 			}
 			cli_table_row(t, cells);
 		}
@@ -138,6 +150,9 @@ static int show(const char *name, int kind, enum cli_format fmt)
 	} else {
 		cli_table_note(ctx.t, "cluster preset %s: %d nodes, %d GPUs", name, c.nodes,
 			       moe_cluster_gpus(&c));
+		if (c.ngroups > 0)
+			cli_table_note(ctx.t, "%d node groups, each below; gpu.*, intra.* and nic.* "
+				       "show the first group's", c.ngroups);
 		moe_cluster_each_field(&c, add_field, &ctx);
 	}
 	cli_table_print(ctx.t, fmt, stdout);

@@ -503,10 +503,15 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		int mb = x->plan->micro_batches >= 2 && x->plan->overlap ? 2 : 1;
 		dm.shared_experts = 0;
 		dm.experts = 0;
-		sim_compute_init(&kc, x->c, m);
-		for (int i = 0; i < mb; i++)
-			dense_s += sim_compute_other_s(&kc, &dm, (double)T / mb, so.context, 1) +
-				   sim_compute_ffn_s(&kc, &dm, m->dense_ffn, (double)T / mb);
+		/* every GPU runs them; the slowest node group's GPU sets the time */
+		for (int kd = 0; kd < moe_cluster_kinds(x->c); kd++) {
+			double d = 0;
+			sim_compute_init_kind(&kc, x->c, kd, m);
+			for (int i = 0; i < mb; i++)
+				d += sim_compute_other_s(&kc, &dm, (double)T / mb, so.context, 1) +
+				     sim_compute_ffn_s(&kc, &dm, m->dense_ffn, (double)T / mb);
+			dense_s = fmax(dense_s, d);
+		}
 		dense_s *= (m->layers - m->moe_layers) * (x->plan->phase == MOE_PHASE_TRAINING ? 3 : 1);
 	}
 	rr->step_s = st->elapsed_s + dense_s;
@@ -1129,13 +1134,7 @@ int cmd_sim(int argc, char **argv)
 traced:
 	/* the EP group is the simulated cluster; other groups run alongside */
 	c = full;
-	if (plan.ep <= full.gpus_per_node) {
-		c.nodes = 1;
-		c.gpus_per_node = plan.ep;
-		c.nics = 0;
-	} else {
-		c.nodes = plan.ep / full.gpus_per_node;
-	}
+	moe_cluster_narrow(&c, plan.ep);
 	if ((st = sim_topo_new(&c, o.mp, &t)) != MOE_OK)
 		return cli_fail("sim", st);
 	for (int i = 0; i < o.nsg; i++)

@@ -57,6 +57,26 @@ struct moe_model {
 enum moe_intra_kind { MOE_INTRA_NVSWITCH, MOE_INTRA_NVLINK_MESH, MOE_INTRA_PCIE };
 enum moe_fabric_kind { MOE_FABRIC_NONBLOCKING, MOE_FABRIC_FAT_TREE, MOE_FABRIC_RAIL };
 
+#define MOE_NODE_GROUPS_MAX 16
+
+/* A node group: consecutive nodes of one kind in a cluster whose nodes
+ * differ (a `[group NAME]` section of a cluster file).  The figures mean
+ * what the struct moe_cluster fields of the same names mean; a group's
+ * file may override any [gpu], [intra] and [nic] field and inherits the
+ * rest from those sections.  gpus_per_node and the fabric between nodes
+ * stay cluster-wide. */
+struct moe_node_group {
+	char name[MOE_NAME_MAX];
+	int nodes;                  /* nodes in the group, >= 1 */
+	char gpu[MOE_NAME_MAX];
+	double flops_bf16, flops_fp8, hbm_bytes, hbm_Bps, launch_s;
+	double compute_efficiency, m_half;
+	enum moe_intra_kind intra;
+	double intra_Bps, intra_lat_s, intra_efficiency;
+	int nics;
+	double nic_Bps, nic_lat_s, nic_efficiency;
+};
+
 struct moe_cluster {
 	char name[MOE_NAME_MAX];
 	char source[MOE_TEXT_MAX];
@@ -86,6 +106,14 @@ struct moe_cluster {
 	double oversubscription;    /* fat tree: leaf down/up bandwidth ratio, >= 1 */
 	double switch_lat_s;        /* per switch hop */
 	int nodes_per_leaf;         /* fat tree: nodes under one leaf switch */
+	/* node groups: none (0) for a homogeneous cluster, whose nodes all have
+	 * the figures above.  With groups, node n belongs to the group whose
+	 * consecutive range of nodes holds it (groups in file order, node-major
+	 * GPU ranks); the fields above then hold the first group's figures,
+	 * for code that knows one kind of node, and the groups' nodes add up to
+	 * nodes (a program may lower nodes to simulate only the first ones). */
+	int ngroups;
+	struct moe_node_group groups[MOE_NODE_GROUPS_MAX];
 };
 
 enum moe_placement { MOE_PLACE_CONTIGUOUS, MOE_PLACE_ROUND_ROBIN, MOE_PLACE_BALANCED };
@@ -112,7 +140,11 @@ enum moe_status moe_model_load(const char *name_or_path, struct moe_model *m);
 
 /* Loads a cluster: "NAME", "NAME:NODES" (a preset with the node count
  * given) or a file path, optionally also with ":NODES".  Errors as for
- * moe_model_load. */
+ * moe_model_load, and for a cluster with node groups ([group NAME]
+ * sections): MOE_ECONFIG when a group lacks nodes or a required field,
+ * overrides a cluster-wide field, or when cluster.nodes, set in the file
+ * itself, is not the sum of the groups' nodes; MOE_EINVAL for a ":NODES"
+ * other than that sum (groups are not rescaled). */
 enum moe_status moe_cluster_load(const char *spec, struct moe_cluster *c);
 
 /* Checks a plan against a model and cluster: ep at least 1, at most the
@@ -130,6 +162,25 @@ static inline int moe_cluster_gpus(const struct moe_cluster *c)
 {
 	return c->nodes * c->gpus_per_node;
 }
+
+/* Kinds of node in c: its node groups, or 1 for a homogeneous cluster. */
+int moe_cluster_kinds(const struct moe_cluster *c);
+
+/* The kind (0..moe_cluster_kinds(c)-1) of node `node` (0-based): the index
+ * of its node group, 0 without groups.  A node past the groups (programmer
+ * error) asserts. */
+int moe_cluster_kind_of(const struct moe_cluster *c, int node);
+
+/* Fills *out (caller's) with the figures of kind i of c: node group i, or
+ * for a homogeneous cluster the cluster's own fields (name "", nodes =
+ * c->nodes).  i outside 0..kinds-1 asserts. */
+void moe_cluster_kind(const struct moe_cluster *c, int i, struct moe_node_group *out);
+
+/* Narrows c to the GPUs 0..gpus-1, the one expert-parallel group the
+ * simulator models: gpus <= gpus_per_node gives one node of gpus GPUs
+ * without NICs; more gives gpus / gpus_per_node whole nodes.  Node groups
+ * are cut to the nodes kept (the first groups, in order).  gpus >= 1. */
+void moe_cluster_narrow(struct moe_cluster *c, int gpus);
 
 /* Names for the enums, as written in files and options; NULL if out of range. */
 const char *moe_router_name(enum moe_router r);

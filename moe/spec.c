@@ -7,6 +7,7 @@
 #include "moe/preset.h"
 #include "moe/units.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -103,6 +104,18 @@ static const struct field cluster_fields[] = {
 
 enum moe_preset_kind;
 
+/* A [group NAME] section as read: its own values at the cluster's field
+ * offsets (only the [gpu], [intra] and [nic] fields), and where each was
+ * set; merged over the cluster's sections once the whole file is read. */
+struct lgroup {
+	char name[MOE_NAME_MAX];
+	int line, file;             /* its first key, for messages */
+	int nodes, nodes_line, nodes_file;
+	struct moe_cluster over;
+	int lines[MAX_FIELDS];
+	int file_of[MAX_FIELDS];
+};
+
 struct load {
 	const char *path;
 	enum moe_preset_kind kind;
@@ -118,6 +131,10 @@ struct load {
 	int keys_seen;
 	int depth;
 	enum moe_status st;
+	const char *pre;            /* before "section.key" in messages: "" or "group NAME: " */
+	struct lgroup *groups;      /* clusters: MOE_NODE_GROUPS_MAX, owned; NULL for models */
+	int ngroups;
+	int vgroup;                 /* 1 + the group being validated, 0 none */
 };
 
 static enum moe_status load_file(struct load *ld, const char *path);
@@ -295,12 +312,14 @@ static enum moe_status set_field(struct load *ld, const struct field *f, const c
 	double d;
 	long l;
 	char *end;
+	char nm[MOE_NAME_MAX + 64];
 
+	snprintf(nm, sizeof nm, "%s%s.%s", ld->pre ? ld->pre : "", f->section, f->key);
 	switch (f->type) {
 	case F_STR:
 		if (strlen(value) >= f->size)
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: longer than %zu characters", ld->path,
-				 ld->line, f->section, f->key, f->size - 1);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: longer than %zu characters", ld->path,
+				 ld->line, nm, f->size - 1);
 		memcpy(dst, value, strlen(value) + 1);
 		return MOE_OK;
 	case F_BOOL:
@@ -309,8 +328,8 @@ static enum moe_status set_field(struct load *ld, const struct field *f, const c
 		else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
 			*(int *)dst = 0;
 		else
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: '%s': expected true or false", ld->path,
-				 ld->line, f->section, f->key, value);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: '%s': expected true or false", ld->path,
+				 ld->line, nm, value);
 		return MOE_OK;
 	case F_ENUM:
 		for (int i = 0; f->names[i]; i++)
@@ -324,16 +343,16 @@ static enum moe_status set_field(struct load *ld, const struct field *f, const c
 				strncat(list, f->names[i], sizeof list - strlen(list) - 1);
 				if (f->names[i + 1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
 			}
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: '%s': expected one of %s", ld->path, ld->line,
-				 f->section, f->key, value, list);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: '%s': expected one of %s", ld->path, ld->line,
+				 nm, value, list);
 		}
 	case F_INT:
 		if (!parse_int(value, &l))
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: '%s': expected an integer", ld->path,
-				 ld->line, f->section, f->key, value);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: '%s': expected an integer", ld->path,
+				 ld->line, nm, value);
 		if ((double)l < f->min || (double)l > f->max)
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: %ld is out of range: expected %.0f to %.0f",
-				 ld->path, ld->line, f->section, f->key, l, f->min, f->max);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: %ld is out of range: expected %.0f to %.0f",
+				 ld->path, ld->line, nm, l, f->min, f->max);
 		*(int *)dst = (int)l;
 		return MOE_OK;
 	case F_DBL:
@@ -342,14 +361,14 @@ static enum moe_status set_field(struct load *ld, const struct field *f, const c
 		while (isspace((unsigned char)*end))
 			end++;
 		if (end == value || *end != '\0' || errno == ERANGE || d != d)
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: '%s': expected a number", ld->path,
-				 ld->line, f->section, f->key, value);
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: '%s': expected a number", ld->path,
+				 ld->line, nm, value);
 		goto range;
 	case F_QTY:
 		if (moe_units_parse(value, f->unit, &d) != MOE_OK) {
 			char why[512];
 			snprintf(why, sizeof why, "%s", moe_errmsg());
-			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: %s", ld->path, ld->line, f->section, f->key,
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: %s", ld->path, ld->line, nm,
 				 why);
 		}
 		goto range;
@@ -357,13 +376,105 @@ static enum moe_status set_field(struct load *ld, const struct field *f, const c
 	return MOE_OK;
 range:
 	if (d < f->min || d > f->max)
-		MOE_FAIL(MOE_ECONFIG, "%s:%d: %s.%s: %g is out of range: expected %g to %g", ld->path,
-			 ld->line, f->section, f->key, d, f->min, f->max);
+		MOE_FAIL(MOE_ECONFIG, "%s:%d: %s: %g is out of range: expected %g to %g", ld->path,
+			 ld->line, nm, d, f->min, f->max);
 	*(double *)dst = d;
 	return MOE_OK;
 }
 
 static int handle(struct load *ld, const char *section, const char *name, const char *value);
+
+/* The sections a node group may override; the others describe the whole
+ * cluster. */
+static int node_section(const char *section)
+{
+	return strcmp(section, "gpu") == 0 || strcmp(section, "intra") == 0 ||
+	       strcmp(section, "nic") == 0;
+}
+
+/* "group NAME" (or "group" alone, an error below) as a section name. */
+static int group_section(const char *section)
+{
+	return strncmp(section, "group", 5) == 0 && (section[5] == '\0' || section[5] == ' ');
+}
+
+/* A key of a [group NAME] section: `nodes`, or SECTION.KEY for a field of
+ * [gpu], [intra] or [nic].  Records its error in ld->st. */
+static void handle_group(struct load *ld, const char *section, const char *name, const char *value)
+{
+	const char *gname = section + 5, *dot = strchr(name, '.');
+	struct lgroup *g = NULL;
+	char sec[32], pre[MOE_NAME_MAX + 16];
+	size_t len;
+
+	while (*gname == ' ')
+		gname++;
+	len = strlen(gname);
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)gname[i]) && gname[i] != '-' && gname[i] != '_' &&
+		    gname[i] != '.')
+			len = 0;
+	if (len == 0 || len >= MOE_NAME_MAX) {
+		ld->st = moe_error(MOE_ECONFIG, "%s:%d: [%s]: expected [group NAME], NAME of at most %d "
+				   "letters, digits, '-', '_' or '.'", ld->path, ld->line, section,
+				   MOE_NAME_MAX - 1);
+		return;
+	}
+	for (int i = 0; i < ld->ngroups; i++)
+		if (strcmp(ld->groups[i].name, gname) == 0)
+			g = &ld->groups[i];
+	if (g == NULL) {
+		if (ld->ngroups == MOE_NODE_GROUPS_MAX) {
+			ld->st = moe_error(MOE_ECONFIG, "%s:%d: group %s: more than %d node groups",
+					   ld->path, ld->line, gname, MOE_NODE_GROUPS_MAX);
+			return;
+		}
+		g = &ld->groups[ld->ngroups++];
+		memset(g, 0, sizeof *g);
+		memcpy(g->name, gname, len + 1);
+		g->line = ld->line;
+		g->file = ld->cur;
+	}
+	if (strcmp(name, "nodes") == 0) {
+		long l;
+		if (!parse_int(value, &l) || l < 1 || l > 1000000) {
+			ld->st = moe_error(MOE_ECONFIG, "%s:%d: group %s: nodes: '%s': expected an integer "
+					   "from 1 to 1000000", ld->path, ld->line, gname, value);
+			return;
+		}
+		g->nodes = (int)l;
+		g->nodes_line = ld->line;
+		g->nodes_file = ld->cur;
+		return;
+	}
+	if (dot != NULL && (size_t)(dot - name) < sizeof sec) {
+		memcpy(sec, name, (size_t)(dot - name));
+		sec[dot - name] = '\0';
+		for (int i = 0; i < ld->nfields; i++) {
+			const struct field *f = &ld->fields[i];
+			void *obj = ld->obj;
+			if (strcmp(f->section, sec) != 0 || strcmp(f->key, dot + 1) != 0)
+				continue;
+			if (!node_section(sec)) {
+				ld->st = moe_error(MOE_ECONFIG, "%s:%d: group %s: %s: is the same for the whole "
+						   "cluster: set it in [%s], not in a group", ld->path,
+						   ld->line, gname, name, sec);
+				return;
+			}
+			snprintf(pre, sizeof pre, "group %s: ", gname);
+			ld->pre = pre;
+			ld->obj = &g->over;
+			ld->st = set_field(ld, f, value);
+			ld->obj = obj;
+			ld->pre = "";
+			g->lines[i] = ld->line;
+			g->file_of[i] = ld->cur;
+			return;
+		}
+	}
+	ld->st = moe_error(MOE_ECONFIG, "%s:%d: group %s: %s: unknown key: expected nodes or a gpu.*, "
+			   "intra.* or nic.* field", ld->path, ld->line, gname, name);
+}
 
 /* moe_ini_parse's callback: handle() records its error in ld->st. */
 static enum moe_status handler(void *user, const char *section, const char *name,
@@ -413,6 +524,10 @@ static int handle(struct load *ld, const char *section, const char *name, const 
 		return 1;
 	}
 	ld->keys_seen++;
+	if (ld->groups != NULL && group_section(section)) {
+		handle_group(ld, section, name, value);
+		return 1;
+	}
 	for (int i = 0; i < ld->nfields; i++) {
 		const struct field *f = &ld->fields[i];
 		if (strcmp(f->section, section) == 0 && strcmp(f->key, name) == 0) {
@@ -448,25 +563,49 @@ static int field_index(const struct load *ld, const char *section, const char *k
 	return -1;
 }
 
-/* "file:line: section.key: " for a field, pointing at where it was set. */
+/* "file:line: section.key" for a field, pointing at where it was set.
+ * While a node group is validated (ld->vgroup), "file:line: group NAME:
+ * section.key", with "(from [section])" when the group inherits it. */
 static const char *where(const struct load *ld, const char *section, const char *key,
 			 char *buf, size_t n)
 {
 	int i = field_index(ld, section, key);
+	const struct lgroup *g = ld->vgroup > 0 ? &ld->groups[ld->vgroup - 1] : NULL;
 
-	if (i >= 0 && ld->lines[i] > 0)
+	if (g != NULL && i >= 0 && g->lines[i] > 0)
+		snprintf(buf, n, "%s:%d: group %s: %s.%s", ld->paths[g->file_of[i]], g->lines[i],
+			 g->name, section, key);
+	else if (g != NULL && i >= 0 && ld->lines[i] > 0)
+		snprintf(buf, n, "%s:%d: group %s: %s.%s (from [%s])", ld->paths[ld->file_of[i]],
+			 ld->lines[i], g->name, section, key, section);
+	else if (g != NULL)
+		snprintf(buf, n, "%s: group %s: %s.%s", ld->path, g->name, section, key);
+	else if (i >= 0 && ld->lines[i] > 0)
 		snprintf(buf, n, "%s:%d: %s.%s", ld->paths[ld->file_of[i]], ld->lines[i], section, key);
 	else
 		snprintf(buf, n, "%s: %s.%s", ld->path, section, key);
 	return buf;
 }
 
+/* Required fields set.  With node groups, a [gpu], [intra] or [nic] field
+ * may instead be set in every group (each group checked by itself). */
 static enum moe_status check_required(const struct load *ld)
 {
-	for (int i = 0; i < ld->nfields; i++)
-		if (ld->fields[i].required && ld->lines[i] == 0)
-			MOE_FAIL(MOE_ECONFIG, "%s: %s.%s: missing: expected %s", ld->path,
-				 ld->fields[i].section, ld->fields[i].key, ld->fields[i].help);
+	const struct lgroup *g = ld->vgroup > 0 ? &ld->groups[ld->vgroup - 1] : NULL;
+
+	for (int i = 0; i < ld->nfields; i++) {
+		const struct field *f = &ld->fields[i];
+		int node = ld->ngroups > 0 && node_section(f->section);
+		if (!f->required || ld->lines[i] > 0 || node != (g != NULL))
+			continue;
+		if (g == NULL)
+			MOE_FAIL(MOE_ECONFIG, "%s: %s.%s: missing: expected %s", ld->path, f->section,
+				 f->key, f->help);
+		if (g->lines[i] == 0)
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: group %s: %s.%s: missing: expected %s, in the group "
+				 "or in [%s]", ld->paths[g->file], g->line, g->name, f->section, f->key,
+				 f->help, f->section);
+	}
 	return MOE_OK;
 }
 
@@ -520,6 +659,115 @@ static enum moe_status validate_cluster(const struct load *ld, const struct moe_
 	if (c->fabric != MOE_FABRIC_FAT_TREE && c->oversubscription > 1)
 		MOE_FAIL(MOE_ECONFIG, "%s: %g applies only to fabric.kind = fat-tree",
 			 where(ld, "fabric", "oversubscription", w, sizeof w), c->oversubscription);
+	return MOE_OK;
+}
+
+/* A group's figures from the cluster fields of the same names, and back. */
+static void kind_from(struct moe_node_group *g, const struct moe_cluster *c)
+{
+	memcpy(g->gpu, c->gpu, sizeof g->gpu);
+	g->flops_bf16 = c->flops_bf16;
+	g->flops_fp8 = c->flops_fp8;
+	g->hbm_bytes = c->hbm_bytes;
+	g->hbm_Bps = c->hbm_Bps;
+	g->launch_s = c->launch_s;
+	g->compute_efficiency = c->compute_efficiency;
+	g->m_half = c->m_half;
+	g->intra = c->intra;
+	g->intra_Bps = c->intra_Bps;
+	g->intra_lat_s = c->intra_lat_s;
+	g->intra_efficiency = c->intra_efficiency;
+	g->nics = c->nics;
+	g->nic_Bps = c->nic_Bps;
+	g->nic_lat_s = c->nic_lat_s;
+	g->nic_efficiency = c->nic_efficiency;
+}
+
+static void kind_to(struct moe_cluster *c, const struct moe_node_group *g)
+{
+	memcpy(c->gpu, g->gpu, sizeof c->gpu);
+	c->flops_bf16 = g->flops_bf16;
+	c->flops_fp8 = g->flops_fp8;
+	c->hbm_bytes = g->hbm_bytes;
+	c->hbm_Bps = g->hbm_Bps;
+	c->launch_s = g->launch_s;
+	c->compute_efficiency = g->compute_efficiency;
+	c->m_half = g->m_half;
+	c->intra = g->intra;
+	c->intra_Bps = g->intra_Bps;
+	c->intra_lat_s = g->intra_lat_s;
+	c->intra_efficiency = g->intra_efficiency;
+	c->nics = g->nics;
+	c->nic_Bps = g->nic_Bps;
+	c->nic_lat_s = g->nic_lat_s;
+	c->nic_efficiency = g->nic_efficiency;
+}
+
+/* Resolves the node groups read into c->groups: each group's overrides
+ * over the cluster's [gpu], [intra] and [nic] fields, checked as a
+ * cluster of its own; the node counts adding up (to cluster.nodes when the
+ * file itself sets it, and to the :NODES of spec, if any, which cannot
+ * rescale groups); the same NIC count everywhere on a rail fabric.  Then
+ * the cluster's own node fields take the first group's figures. */
+static enum moe_status finish_groups(struct load *ld, struct moe_cluster *c, const char *spec,
+				     long colon_nodes)
+{
+	struct moe_cluster *merged;
+	char w[4200], list[1024] = "";
+	long sum = 0;
+	int ni = field_index(ld, "cluster", "nodes");
+	enum moe_status st = MOE_OK;
+
+	for (int i = 0; i < ld->ngroups; i++) {
+		const struct lgroup *g = &ld->groups[i];
+		char part[MOE_NAME_MAX + 32];
+		if (g->nodes == 0)
+			MOE_FAIL(MOE_ECONFIG, "%s:%d: group %s: nodes: missing: expected the group's node "
+				 "count", ld->paths[g->file], g->line, g->name);
+		sum += g->nodes;
+		snprintf(part, sizeof part, "%s%s %d", i ? " + " : "", g->name, g->nodes);
+		strncat(list, part, sizeof list - strlen(list) - 1);
+	}
+	if (sum > 1000000)
+		MOE_FAIL(MOE_ECONFIG, "%s: node groups: %s = %ld nodes: expected at most 1000000",
+			 ld->path, list, sum);
+	/* a base preset's `nodes = 1  ; use NAME:N` is not about the groups */
+	if (ld->lines[ni] > 0 && ld->file_of[ni] == 0 && c->nodes != sum)
+		MOE_FAIL(MOE_ECONFIG, "%s: %d is not the sum of the node groups (%s = %ld): expected %ld "
+			 "or no cluster.nodes", where(ld, "cluster", "nodes", w, sizeof w), c->nodes, list,
+			 sum, sum);
+	if (colon_nodes > 0 && colon_nodes != sum)
+		MOE_FAIL(MOE_EINVAL, "cluster '%s': ':%ld' cannot rescale node groups (%s = %ld nodes): "
+			 "expected :%ld, or a file with `base =` that sets each group's nodes", spec,
+			 colon_nodes, list, sum, sum);
+	c->nodes = (int)sum;
+	if ((merged = malloc(sizeof *merged)) == NULL)
+		MOE_FAIL(MOE_ENOMEM, "out of memory");
+	for (int i = 0; i < ld->ngroups && st == MOE_OK; i++) {
+		const struct lgroup *g = &ld->groups[i];
+		*merged = *c;
+		for (int j = 0; j < ld->nfields; j++)
+			if (g->lines[j] > 0)
+				memcpy((char *)merged + ld->fields[j].off, (const char *)&g->over +
+				       ld->fields[j].off, ld->fields[j].size);
+		ld->vgroup = i + 1;
+		if ((st = check_required(ld)) != MOE_OK || (st = validate_cluster(ld, merged)) != MOE_OK)
+			break;
+		kind_from(&c->groups[i], merged);
+		memcpy(c->groups[i].name, g->name, sizeof c->groups[i].name);
+		c->groups[i].nodes = g->nodes;
+		if (c->fabric == MOE_FABRIC_RAIL && merged->nics != c->groups[0].nics)
+			st = moe_error(MOE_ECONFIG, "%s: %d, but group %s has %d: a rail fabric needs the "
+				       "same NIC count on every node (one rail per NIC)",
+				       where(ld, "nic", "count", w, sizeof w), merged->nics,
+				       ld->groups[0].name, c->groups[0].nics);
+	}
+	ld->vgroup = 0;
+	free(merged);
+	if (st != MOE_OK)
+		return st;
+	c->ngroups = ld->ngroups;
+	kind_to(c, &c->groups[0]);
 	return MOE_OK;
 }
 
@@ -602,17 +850,89 @@ enum moe_status moe_cluster_load(const char *spec, struct moe_cluster *c)
 	ld->fields = cluster_fields;
 	ld->nfields = NF(cluster_fields);
 	ld->obj = &tmp;
+	ld->pre = "";
+	if ((ld->groups = calloc(MOE_NODE_GROUPS_MAX, sizeof *ld->groups)) == NULL) {
+		free(ld);
+		MOE_FAIL(MOE_ENOMEM, "out of memory");
+	}
 	if ((st = load_file(ld, path)) == MOE_OK) {
 		ld->path = ld->paths[0];
-		if (nodes > 0)
-			tmp.nodes = (int)nodes;
-		if ((st = check_required(ld)) == MOE_OK)
-			st = validate_cluster(ld, &tmp);
+		if (ld->ngroups > 0) {
+			if ((st = check_required(ld)) == MOE_OK)
+				st = finish_groups(ld, &tmp, spec, nodes);
+		} else {
+			if (nodes > 0)
+				tmp.nodes = (int)nodes;
+			if ((st = check_required(ld)) == MOE_OK)
+				st = validate_cluster(ld, &tmp);
+		}
 	}
+	free(ld->groups);
 	free(ld);
 	if (st == MOE_OK)
 		*c = tmp;
 	return st;
+}
+
+/* ---- node groups ---- */
+
+int moe_cluster_kinds(const struct moe_cluster *c)
+{
+	return c->ngroups > 0 ? c->ngroups : 1;
+}
+
+int moe_cluster_kind_of(const struct moe_cluster *c, int node)
+{
+	int first = 0;
+
+	assert(node >= 0);
+	if (c->ngroups == 0)
+		return 0;
+	for (int i = 0; i < c->ngroups; i++) {
+		first += c->groups[i].nodes;
+		if (node < first)
+			return i;
+	}
+	assert(!"node past the node groups");
+	return c->ngroups - 1;
+}
+
+void moe_cluster_kind(const struct moe_cluster *c, int i, struct moe_node_group *out)
+{
+	assert(i >= 0 && i < moe_cluster_kinds(c));
+	if (c->ngroups > 0) {
+		*out = c->groups[i];
+		return;
+	}
+	memset(out, 0, sizeof *out);
+	kind_from(out, c);
+	out->nodes = c->nodes;
+}
+
+void moe_cluster_narrow(struct moe_cluster *c, int gpus)
+{
+	int left;
+
+	assert(gpus >= 1);
+	if (gpus <= c->gpus_per_node) {
+		/* one node: its GPUs talk over the node's fabric only */
+		c->nodes = 1;
+		c->gpus_per_node = gpus;
+		c->nics = 0;
+		for (int i = 0; i < c->ngroups; i++)
+			c->groups[i].nics = 0;
+	} else {
+		c->nodes = gpus / c->gpus_per_node;
+	}
+	left = c->nodes;
+	for (int i = 0; i < c->ngroups; i++) {
+		if (left <= c->groups[i].nodes) {
+			c->groups[i].nodes = left;
+			c->ngroups = i + 1;
+			break;
+		}
+		left -= c->groups[i].nodes;
+	}
 }
 
 /* ---- plans ---- */
@@ -696,23 +1016,28 @@ int moe_phase_parse(const char *s, enum moe_phase *out)
 
 /* ---- display ---- */
 
+static void format_field(const struct field *f, const void *obj, char *buf, size_t n)
+{
+	const char *src = (const char *)obj + f->off;
+
+	switch (f->type) {
+	case F_STR: snprintf(buf, n, "%s", src); break;
+	case F_INT: snprintf(buf, n, "%d", *(const int *)src); break;
+	case F_BOOL: snprintf(buf, n, "%s", *(const int *)src ? "true" : "false"); break;
+	case F_ENUM: snprintf(buf, n, "%s", f->names[*(const int *)src]); break;
+	case F_DBL: snprintf(buf, n, "%g", *(const double *)src); break;
+	case F_QTY: moe_units_format(*(const double *)src, f->unit, buf, n); break;
+	}
+}
+
 static void each_field(const struct field *fields, int n, const void *obj, moe_field_fn fn,
 		       void *user)
 {
 	char buf[MOE_TEXT_MAX + 32];
 
 	for (int i = 0; i < n; i++) {
-		const struct field *f = &fields[i];
-		const char *src = (const char *)obj + f->off;
-		switch (f->type) {
-		case F_STR: snprintf(buf, sizeof buf, "%s", src); break;
-		case F_INT: snprintf(buf, sizeof buf, "%d", *(const int *)src); break;
-		case F_BOOL: snprintf(buf, sizeof buf, "%s", *(const int *)src ? "true" : "false"); break;
-		case F_ENUM: snprintf(buf, sizeof buf, "%s", f->names[*(const int *)src]); break;
-		case F_DBL: snprintf(buf, sizeof buf, "%g", *(const double *)src); break;
-		case F_QTY: moe_units_format(*(const double *)src, f->unit, buf, sizeof buf); break;
-		}
-		fn(user, f->section, f->key, buf, f->help);
+		format_field(&fields[i], obj, buf, sizeof buf);
+		fn(user, fields[i].section, fields[i].key, buf, fields[i].help);
 	}
 }
 
@@ -723,5 +1048,28 @@ void moe_model_each_field(const struct moe_model *m, moe_field_fn fn, void *user
 
 void moe_cluster_each_field(const struct moe_cluster *c, moe_field_fn fn, void *user)
 {
+	struct moe_cluster *k;
+
 	each_field(cluster_fields, NF(cluster_fields), c, fn, user);
+	if (c->ngroups == 0 || (k = malloc(sizeof *k)) == NULL)
+		return;
+	/* each group's resolved figures, through the cluster's field table */
+	for (int i = 0; i < c->ngroups; i++) {
+		char sec[MOE_NAME_MAX + 8], n[32], buf[MOE_TEXT_MAX + 32];
+		*k = *c;
+		kind_to(k, &c->groups[i]);
+		snprintf(sec, sizeof sec, "group %s", c->groups[i].name);
+		snprintf(n, sizeof n, "%d", c->groups[i].nodes);
+		fn(user, sec, "nodes", n, "nodes in the group");
+		for (int j = 0; j < NF(cluster_fields); j++) {
+			const struct field *f = &cluster_fields[j];
+			char key[64];
+			if (!node_section(f->section))
+				continue;
+			format_field(f, k, buf, sizeof buf);
+			snprintf(key, sizeof key, "%s.%s", f->section, f->key);
+			fn(user, sec, key, buf, f->help);
+		}
+	}
+	free(k);
 }

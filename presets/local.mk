@@ -7,5 +7,5 @@ MODEL_PRESETS = \
 CLUSTER_PRESETS = \
 	presets/clusters/dgx-a100.ini presets/clusters/dgx-h100.ini \
 	presets/clusters/gb200-nvl72.ini presets/clusters/hgx-h800.ini \
-	presets/clusters/pcie-l40s.ini
+	presets/clusters/mixed-h100-a100.ini presets/clusters/pcie-l40s.ini
 nobase_dist_pkgdata_DATA += $(MODEL_PRESETS) $(CLUSTER_PRESETS)

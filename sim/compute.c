@@ -4,6 +4,16 @@
 
 #include <math.h>
 
+/* As sim_compute_init, from a node group's figures of the same names. */
+static void init_gpu(struct sim_compute *k, const struct moe_node_group *g, const struct moe_model *m)
+{
+	k->peak_flops = m->weight_bytes <= 1 && g->flops_fp8 > 0 ? g->flops_fp8 : g->flops_bf16;
+	k->hbm_Bps = g->hbm_Bps;
+	k->launch_s = g->launch_s;
+	k->eff_max = g->compute_efficiency;
+	k->m_half = g->m_half > 0 ? g->m_half : 128;
+}
+
 void sim_compute_init(struct sim_compute *k, const struct moe_cluster *c, const struct moe_model *m)
 {
 	k->peak_flops = m->weight_bytes <= 1 && c->flops_fp8 > 0 ? c->flops_fp8 : c->flops_bf16;
@@ -11,6 +21,15 @@ void sim_compute_init(struct sim_compute *k, const struct moe_cluster *c, const 
 	k->launch_s = c->launch_s;
 	k->eff_max = c->compute_efficiency;
 	k->m_half = c->m_half > 0 ? c->m_half : 128;
+}
+
+void sim_compute_init_kind(struct sim_compute *k, const struct moe_cluster *c, int kind,
+			   const struct moe_model *m)
+{
+	struct moe_node_group g;
+
+	moe_cluster_kind(c, kind, &g);
+	init_gpu(k, &g, m);
 }
 
 double sim_compute_eff(const struct sim_compute *k, double rows)

@@ -40,8 +40,16 @@ struct sim_compute {
 	double eff_max, m_half;
 };
 
-/* Fills a compute model for cluster c running model m (defaults above). */
+/* Fills a compute model for cluster c running model m (defaults above):
+ * the GPU of the cluster's own fields (a cluster with node groups: its
+ * first group's). */
 void sim_compute_init(struct sim_compute *k, const struct moe_cluster *c, const struct moe_model *m);
+
+/* The same for the GPU of node kind `kind` of c (0..moe_cluster_kinds(c)-1,
+ * see moe/model.h): a cluster with node groups computes on each node with
+ * its group's GPU.  Kind 0 of a homogeneous cluster is sim_compute_init. */
+void sim_compute_init_kind(struct sim_compute *k, const struct moe_cluster *c, int kind,
+			   const struct moe_model *m);
 
 /* eff(m rows), dimensionless. */
 double sim_compute_eff(const struct sim_compute *k, double rows);

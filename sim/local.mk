@@ -15,11 +15,19 @@ tests_check_sim_SOURCES = tests/check_sim.c
 tests_check_sim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_sim_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) \
 	$(BLAS_LIBS) -lm
+# node groups: spec, topology, compute (tests/check_groups.c)
+check_PROGRAMS += tests/check_groups
+TESTS += tests/check_groups
+tests_check_groups_SOURCES = tests/check_groups.c
+tests_check_groups_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_groups_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) \
+	$(BLAS_LIBS) -lm
 endif
 
 moekit_SOURCES += cli/cmd_net.c
-TESTS += tests/sim_net.sh tests/sim_cli.sh
-EXTRA_DIST += tests/sim_net.sh tests/sim_cli.sh tests/data/sim/two-into-one.txt docs/sim.md
+TESTS += tests/sim_net.sh tests/sim_cli.sh tests/groups_cli.sh
+EXTRA_DIST += tests/sim_net.sh tests/sim_cli.sh tests/groups_cli.sh tests/data/sim/two-into-one.txt \
+	docs/sim.md
 
 EXTRA_PROGRAMS += bench/bench_net
 BENCHMARKS += bench/bench_net

@@ -41,7 +41,19 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	s->t = t;
 	s->place = pl;
 	s->gpus = G;
-	sim_compute_init(&s->k, c, m);
+	if (moe_cluster_kinds(c) > MOE_NODE_GROUPS_MAX) {
+		free(s);
+		MOE_FAIL(MOE_EINVAL, "step: cluster %s has %d node groups: expected at most %d", c->name,
+			 c->ngroups, MOE_NODE_GROUPS_MAX);
+	}
+	for (int n = 0; n < t->nodes; n++)
+		if (t->node[n].kind >= moe_cluster_kinds(c)) {
+			free(s);
+			MOE_FAIL(MOE_EINVAL, "step: topology node %d is of node group %d; cluster %s has "
+				 "%d", n, t->node[n].kind, c->name, moe_cluster_kinds(c));
+		}
+	for (int i = 0; i < moe_cluster_kinds(c); i++)
+		sim_compute_init_kind(&s->k[i], c, i, m);
 	s->busy_s = calloc((size_t)G, sizeof(double));
 	s->compute_s = calloc((size_t)G, sizeof(double));
 	s->tokens = calloc((size_t)G, sizeof(double));
@@ -123,6 +135,12 @@ static enum moe_status a2a(struct sim_step *s, int combine, double bpt, double t
 	return MOE_OK;
 }
 
+/* GPU g's compute model: its node's group's GPU. */
+static const struct sim_compute *gpu_k(const struct sim_step *s, int g)
+{
+	return &s->k[s->t->node[g / s->t->gpus_per_node].kind];
+}
+
 static double expert_time(struct sim_step *s, int g, double scale)
 {
 	int n = s->nslots[g + 1] - s->nslots[g];
@@ -132,7 +150,7 @@ static double expert_time(struct sim_step *s, int g, double scale)
 		return NAN;
 	for (int i = 0; i < n; i++)
 		l[i] = s->load[s->nslots[g] + i] * scale;
-	t = sim_compute_experts_s(&s->k, s->m, l, n, s->t->gpu_slowdown[g]);
+	t = sim_compute_experts_s(gpu_k(s, g), s->m, l, n, s->t->gpu_slowdown[g]);
 	if (l != buf)
 		free(l);
 	return t;
@@ -161,7 +179,7 @@ static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back
 	enum moe_status st;
 
 	for (int g = 0; g < G; g++) {
-		double og = oscale * sim_compute_other_s(&s->k, s->m, p->tokens_per_gpu / div,
+		double og = oscale * sim_compute_other_s(gpu_k(s, g), s->m, p->tokens_per_gpu / div,
 							 s->o.context, s->t->gpu_slowdown[g]);
 		double eg = cscale * expert_time(s, g, 1 / div);
 		if (isnan(eg))

@@ -76,7 +76,7 @@ struct sim_step {
 	struct sim_net *net;
 	struct sim_traffic *tr;
 	struct sim_placement *place; /* borrowed */
-	struct sim_compute k;
+	struct sim_compute k[MOE_NODE_GROUPS_MAX]; /* per node kind (moe_cluster_kind) */
 	int gpus;
 	/* per GPU, accumulated over the layers simulated */
 	double *busy_s, *compute_s, *tokens, *sent, *recv;
@@ -91,9 +91,9 @@ struct sim_step {
 	int *nslots;                 /* per GPU */
 };
 
-/* Prepares the simulation of model m on cluster c (its GPU) with plan p on
- * topology t (the EP
- * group: t->gpus must equal p->ep) with placement pl (borrowed, like m, p
+/* Prepares the simulation of model m on cluster c (its GPU, or each node
+ * group's for the nodes of the group) with plan p on topology t (built
+ * from c; the EP group: t->gpus must equal p->ep) with placement pl (borrowed, like m, p
  * and t; all must outlive the step).  Returns MOE_OK and *out (free with
  * sim_step_free); MOE_EINVAL when the plan does not match the topology;
  * MOE_ENOMEM. */

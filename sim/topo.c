@@ -6,6 +6,10 @@
  *   base_sw     pcie only: 2 per PCIe switch (up to root, down from root)
  *   base_nic    2 per NIC (up, down)
  *   base_leaf   2 per leaf uplink (leaf -> spine, spine -> leaf)
+ *
+ * node by node inside each family, each node's first link of a family in
+ * its struct sim_node (nodes of different groups hold different numbers of
+ * links; in a homogeneous cluster node n's are at base + n x per-node).
  */
 #include "config.h"
 #include "sim/topo.h"
@@ -17,16 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pcie_switches(const struct sim_topo *t)
+static int pcie_switches(const struct sim_node *nd)
 {
-	return t->nics > 0 ? t->nics : 1;
+	return nd->nics > 0 ? nd->nics : 1;
 }
 
 int sim_topo_nic_of(const struct sim_topo *t, int gpu)
 {
-	int local = gpu % t->gpus_per_node;
+	int local = gpu % t->gpus_per_node, nics = t->node[gpu / t->gpus_per_node].nics;
 
-	return t->nics > 0 ? (int)((long)local * t->nics / t->gpus_per_node) : -1;
+	return nics > 0 ? (int)((long)local * nics / t->gpus_per_node) : -1;
 }
 
 static int leaf_of(const struct sim_topo *t, int node, int nic, int npl)
@@ -53,28 +57,86 @@ static void set_link(struct sim_topo *t, int i, double bw, double lat, enum sim_
 		l->name[sizeof l->name - 1] = '\0';
 }
 
+/* Checks one kind of node; pre names its group in messages ("" or
+ * "group NAME: "). */
+static enum moe_status check_kind(const struct moe_cluster *c, const struct moe_node_group *k,
+				  const char *pre)
+{
+	double intra_bw = k->intra_Bps * k->intra_efficiency;
+	double nic_bw = k->nic_Bps * k->nic_efficiency;
+
+	if (!(intra_bw > 0) || !isfinite(intra_bw))
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %sintra.bw x intra.efficiency must be positive, got %g",
+			 c->name, pre, intra_bw);
+	if (k->nics > 0 && (!(nic_bw > 0) || !isfinite(nic_bw)))
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %snic.bw x nic.efficiency must be positive, got %g",
+			 c->name, pre, nic_bw);
+	if (c->nodes > 1 && k->nics < 1)
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %s%d nodes need at least one NIC each", c->name, pre,
+			 c->nodes);
+	if (k->nics > 0 && c->gpus_per_node % k->nics != 0)
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %snic.count %d does not divide %d GPUs per node",
+			 c->name, pre, k->nics, c->gpus_per_node);
+	return MOE_OK;
+}
+
+/* What leaf lf's uplinks carry together, bytes per second: over its
+ * nodes_per_leaf slots (the empty ones of a last, partial leaf counted as
+ * its last node), the NIC ports plugged into it times their bandwidth,
+ * divided by the oversubscription (fat tree).  Summed by runs of equal
+ * nodes so that a leaf of one kind gets ports x bandwidth exactly. */
+static double leaf_capacity(const struct sim_topo *t, int lf, double oversub)
+{
+	int npl = t->nodes_per_leaf, rail = t->fabric == MOE_FABRIC_RAIL;
+	int first = (rail ? lf / t->nics : lf) * npl;
+	double total = 0;
+	int run = 0;
+	const struct sim_node *prev = NULL;
+
+	for (int j = 0; j <= npl; j++) {
+		const struct sim_node *nd = NULL;
+		if (j < npl)
+			nd = &t->node[first + j < t->nodes ? first + j : t->nodes - 1];
+		if (prev != NULL && (nd == NULL || nd->nics != prev->nics || nd->nic_Bps != prev->nic_Bps)) {
+			total += rail ? (double)run * prev->nic_Bps
+				      : (double)run * prev->nics * prev->nic_Bps;
+			run = 0;
+		}
+		prev = nd;
+		run++;
+	}
+	return total / (rail ? 1 : oversub);
+}
+
 enum moe_status sim_topo_new(const struct moe_cluster *c, enum sim_multipath mp,
 			     struct sim_topo **out)
 {
 	struct sim_topo *t;
-	int G = c->gpus_per_node, N = c->nodes, npl, groups;
-	long nl;
-	double intra_bw = c->intra_Bps * c->intra_efficiency;
-	double nic_bw = c->nic_Bps * c->nic_efficiency;
+	int G = c->gpus_per_node, N = c->nodes, npl, lgroups, K = moe_cluster_kinds(c);
+	long nl, have = 0;
+	struct moe_node_group kinds[MOE_NODE_GROUPS_MAX];
+	char pre[MOE_NAME_MAX + 16];
+	enum moe_status st;
 
 	if (N < 1 || G < 1)
 		MOE_FAIL(MOE_EINVAL, "cluster %s: nodes and gpus_per_node must be at least 1", c->name);
-	if (!(intra_bw > 0) || !isfinite(intra_bw))
-		MOE_FAIL(MOE_EINVAL, "cluster %s: intra.bw x intra.efficiency must be positive, got %g",
-			 c->name, intra_bw);
-	if (c->nics > 0 && (!(nic_bw > 0) || !isfinite(nic_bw)))
-		MOE_FAIL(MOE_EINVAL, "cluster %s: nic.bw x nic.efficiency must be positive, got %g",
-			 c->name, nic_bw);
-	if (N > 1 && c->nics < 1)
-		MOE_FAIL(MOE_EINVAL, "cluster %s: %d nodes need at least one NIC each", c->name, N);
-	if (c->nics > 0 && G % c->nics != 0)
-		MOE_FAIL(MOE_EINVAL, "cluster %s: nic.count %d does not divide %d GPUs per node",
-			 c->name, c->nics, G);
+	if (c->ngroups < 0 || c->ngroups > MOE_NODE_GROUPS_MAX)
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %d node groups: expected 0 to %d", c->name, c->ngroups,
+			 MOE_NODE_GROUPS_MAX);
+	for (int k = 0; k < K; k++) {
+		moe_cluster_kind(c, k, &kinds[k]);
+		snprintf(pre, sizeof pre, "%s%.*s%s", c->ngroups ? "group " : "", MOE_NAME_MAX - 1,
+			 kinds[k].name, c->ngroups ? ": " : "");
+		if ((st = check_kind(c, &kinds[k], pre)) != MOE_OK)
+			return st;
+		if (c->fabric == MOE_FABRIC_RAIL && kinds[k].nics != kinds[0].nics)
+			MOE_FAIL(MOE_EINVAL, "cluster %s: %snic.count %d, but %d in group %s: a rail fabric "
+				 "needs the same NIC count on every node", c->name, pre, kinds[k].nics,
+				 kinds[0].nics, kinds[0].name);
+		have += kinds[k].nodes;
+	}
+	if (c->ngroups > 0 && have < N)
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %d nodes, but its node groups hold %ld", c->name, N, have);
 	if ((long)N * G > 1000000)
 		MOE_FAIL(MOE_EINVAL, "cluster %s: %ld GPUs is more than the simulator's 1000000",
 			 c->name, (long)N * G);
@@ -86,37 +148,61 @@ enum moe_status sim_topo_new(const struct moe_cluster *c, enum sim_multipath mp,
 	t->nodes = N;
 	t->gpus_per_node = G;
 	t->gpus = N * G;
-	t->nics = c->nics;
-	t->intra = c->intra;
 	t->fabric = c->fabric;
 	t->multipath = mp;
-	t->intra_lat_s = c->intra_lat_s;
-	t->nic_lat_s = c->nic_lat_s;
 	t->switch_lat_s = c->switch_lat_s;
+	if ((t->node = calloc((size_t)N, sizeof *t->node)) == NULL) {
+		free(t);
+		MOE_FAIL(MOE_ENOMEM, "topology: out of memory for %d nodes", N);
+	}
+	/* the nodes, and their links laid out family by family (see above) */
+	nl = 0;
+	t->nics = 0;
+	for (int n = 0; n < N; n++) {
+		struct sim_node *nd = &t->node[n];
+		const struct moe_node_group *k = &kinds[moe_cluster_kind_of(c, n)];
+		nd->kind = moe_cluster_kind_of(c, n);
+		nd->intra = k->intra;
+		nd->nics = k->nics;
+		nd->intra_Bps = k->intra_Bps * k->intra_efficiency;
+		nd->nic_Bps = k->nic_Bps * k->nic_efficiency;
+		nd->intra_lat_s = k->intra_lat_s;
+		nd->nic_lat_s = k->nic_lat_s;
+		nd->intra_base = (int)nl;
+		nl += k->intra == MOE_INTRA_NVLINK_MESH ? (long)G * (G - 1) : 2L * G;
+		if (nl > INT_MAX / 2)
+			break;
+		if (k->nics > t->nics)
+			t->nics = k->nics;
+	}
+	t->base_intra = 0;
+	t->base_sw = (int)(nl < INT_MAX / 2 ? nl : 0);
+	for (int n = 0; n < N && nl <= INT_MAX / 2; n++)
+		if (t->node[n].intra == MOE_INTRA_PCIE) {
+			t->node[n].sw_base = (int)nl;
+			nl += 2L * pcie_switches(&t->node[n]);
+		}
+	t->base_nic = (int)(nl < INT_MAX / 2 ? nl : 0);
+	for (int n = 0; n < N && nl <= INT_MAX / 2; n++) {
+		t->node[n].nic_base = (int)nl;
+		nl += 2L * t->node[n].nics;
+	}
 	npl = c->fabric == MOE_FABRIC_NONBLOCKING ? N : c->nodes_per_leaf;
 	t->nodes_per_leaf = npl;
-	groups = (N + npl - 1) / npl;
-	t->leaves = c->fabric == MOE_FABRIC_RAIL ? groups * (c->nics > 0 ? c->nics : 1)
-		  : c->fabric == MOE_FABRIC_FAT_TREE ? groups : 1;
+	lgroups = (N + npl - 1) / npl;
+	t->leaves = c->fabric == MOE_FABRIC_RAIL ? lgroups * (t->nics > 0 ? t->nics : 1)
+		  : c->fabric == MOE_FABRIC_FAT_TREE ? lgroups : 1;
 	t->uplinks = 0;
-	if (t->leaves > 1 && c->nics > 0) {
-		double ports = c->fabric == MOE_FABRIC_RAIL ? npl : (double)npl * c->nics;
+	if (t->leaves > 1 && t->nics > 0) {
+		double ports = c->fabric == MOE_FABRIC_RAIL ? npl : (double)npl * t->nics;
 		double u = floor(ports / c->oversubscription + 0.5);
 		t->uplinks = mp == SIM_MULTIPATH_SPRAY ? 1 : (u < 1 ? 1 : (int)u);
 	}
-	nl = 0;
-	t->base_intra = 0;
-	nl += c->intra == MOE_INTRA_NVLINK_MESH ? (long)t->gpus * (G - 1) : 2L * t->gpus;
-	t->base_sw = (int)nl;
-	if (c->intra == MOE_INTRA_PCIE)
-		nl += 2L * N * pcie_switches(t);
-	t->base_nic = (int)nl;
-	nl += 2L * N * c->nics;
-	t->base_leaf = (int)nl;
+	t->base_leaf = (int)(nl < INT_MAX / 2 ? nl : 0);
 	nl += 2L * t->leaves * t->uplinks;
 	if (nl > INT_MAX / 2) {
-		free(t);
-		MOE_FAIL(MOE_EINVAL, "cluster %s: %ld links is too many", c->name, nl);
+		sim_topo_free(t);
+		MOE_FAIL(MOE_EINVAL, "cluster %s: %ld links or more is too many", c->name, nl);
 	}
 	t->nlinks = (int)nl;
 	t->links = calloc((size_t)(nl > 0 ? nl : 1), sizeof *t->links);
@@ -127,51 +213,50 @@ enum moe_status sim_topo_new(const struct moe_cluster *c, enum sim_multipath mp,
 	}
 	for (int g = 0; g < t->gpus; g++)
 		t->gpu_slowdown[g] = 1;
-	for (int n = 0; n < N; n++)
+	for (int n = 0; n < N; n++) {
+		const struct sim_node *nd = &t->node[n];
 		for (int a = 0; a < G; a++) {
-			int g = n * G + a;
-			if (c->intra == MOE_INTRA_NVLINK_MESH) {
+			int i = nd->intra_base;
+			if (nd->intra == MOE_INTRA_NVLINK_MESH) {
 				for (int b = 0; b < G; b++)
 					if (b != a)
-						set_link(t, g * (G - 1) + (b < a ? b : b - 1),
-							 intra_bw / (G - 1), c->intra_lat_s, SIM_LINK_NVLINK,
-							 0, "n%d.g%d.nvl.g%d", n, a, b);
+						set_link(t, i + a * (G - 1) + (b < a ? b : b - 1),
+							 nd->intra_Bps / (G - 1), nd->intra_lat_s,
+							 SIM_LINK_NVLINK, 0, "n%d.g%d.nvl.g%d", n, a, b);
 			} else {
-				enum sim_link_kind k = c->intra == MOE_INTRA_PCIE ? SIM_LINK_PCIE
+				enum sim_link_kind k = nd->intra == MOE_INTRA_PCIE ? SIM_LINK_PCIE
 										   : SIM_LINK_NVLINK;
 				const char *fu = k == SIM_LINK_PCIE ? "n%d.g%d.pcie.up%.0d"
 								    : "n%d.g%d.nvl.up%.0d";
 				const char *fd = k == SIM_LINK_PCIE ? "n%d.g%d.pcie.down%.0d"
 								    : "n%d.g%d.nvl.down%.0d";
-				set_link(t, 2 * g, intra_bw, c->intra_lat_s, k, 0, fu, n, a, 0);
-				set_link(t, 2 * g + 1, intra_bw, 0, k, 0, fd, n, a, 0);
+				set_link(t, i + 2 * a, nd->intra_Bps, nd->intra_lat_s, k, 0, fu, n, a, 0);
+				set_link(t, i + 2 * a + 1, nd->intra_Bps, 0, k, 0, fd, n, a, 0);
 			}
 		}
-	if (c->intra == MOE_INTRA_PCIE)
-		for (int n = 0; n < N; n++)
-			for (int s = 0; s < pcie_switches(t); s++) {
-				int i = t->base_sw + 2 * (n * pcie_switches(t) + s);
-				set_link(t, i, intra_bw, 0, SIM_LINK_PCIE, 0, "n%d.psw%d.up%.0d", n, s, 0);
-				set_link(t, i + 1, intra_bw, 0, SIM_LINK_PCIE, 0, "n%d.psw%d.down%.0d", n, s, 0);
+		if (nd->intra == MOE_INTRA_PCIE)
+			for (int s = 0; s < pcie_switches(nd); s++) {
+				int i = nd->sw_base + 2 * s;
+				set_link(t, i, nd->intra_Bps, 0, SIM_LINK_PCIE, 0, "n%d.psw%d.up%.0d", n, s, 0);
+				set_link(t, i + 1, nd->intra_Bps, 0, SIM_LINK_PCIE, 0, "n%d.psw%d.down%.0d", n,
+					 s, 0);
 			}
-	for (int n = 0; n < N; n++)
-		for (int i = 0; i < c->nics; i++) {
-			int l = t->base_nic + 2 * (n * c->nics + i);
-			set_link(t, l, nic_bw, c->nic_lat_s + c->switch_lat_s, SIM_LINK_NIC, 1,
+		for (int i = 0; i < nd->nics; i++) {
+			int l = nd->nic_base + 2 * i;
+			set_link(t, l, nd->nic_Bps, nd->nic_lat_s + c->switch_lat_s, SIM_LINK_NIC, 1,
 				 "n%d.nic%d.up%.0d", n, i, 0);
-			set_link(t, l + 1, nic_bw, 0, SIM_LINK_NIC, 1, "n%d.nic%d.down%.0d", n, i, 0);
+			set_link(t, l + 1, nd->nic_Bps, 0, SIM_LINK_NIC, 1, "n%d.nic%d.down%.0d", n, i, 0);
 		}
-	if (t->uplinks > 0) {
-		double ports = c->fabric == MOE_FABRIC_RAIL ? npl : (double)npl * c->nics;
-		double total = ports * nic_bw / (c->fabric == MOE_FABRIC_RAIL ? 1 : c->oversubscription);
-		for (int lf = 0; lf < t->leaves; lf++)
-			for (int s = 0; s < t->uplinks; s++) {
-				int l = t->base_leaf + 2 * (lf * t->uplinks + s);
-				set_link(t, l, total / t->uplinks, c->switch_lat_s, SIM_LINK_SWITCH, 1,
-					 "leaf%d.up%d%.0d", lf, s, 0);
-				set_link(t, l + 1, total / t->uplinks, c->switch_lat_s, SIM_LINK_SWITCH, 1,
-					 "leaf%d.down%d%.0d", lf, s, 0);
-			}
+	}
+	for (int lf = 0; lf < t->leaves && t->uplinks > 0; lf++) {
+		double total = leaf_capacity(t, lf, c->oversubscription);
+		for (int s = 0; s < t->uplinks; s++) {
+			int l = t->base_leaf + 2 * (lf * t->uplinks + s);
+			set_link(t, l, total / t->uplinks, c->switch_lat_s, SIM_LINK_SWITCH, 1,
+				 "leaf%d.up%d%.0d", lf, s, 0);
+			set_link(t, l + 1, total / t->uplinks, c->switch_lat_s, SIM_LINK_SWITCH, 1,
+				 "leaf%d.down%d%.0d", lf, s, 0);
+		}
 	}
 	*out = t;
 	return MOE_OK;
@@ -183,6 +268,7 @@ void sim_topo_free(struct sim_topo *t)
 		return;
 	free(t->links);
 	free(t->gpu_slowdown);
+	free(t->node);
 	free(t);
 }
 
@@ -202,6 +288,7 @@ enum moe_status sim_topo_route(const struct sim_topo *t, int src, int dst, struc
 {
 	int G = t->gpus_per_node;
 	int ns, nd, ls, ld;
+	const struct sim_node *S, *D;
 
 	if (src < 0 || src >= t->gpus || dst < 0 || dst >= t->gpus)
 		MOE_FAIL(MOE_EINVAL, "route %d -> %d: GPU outside 0..%d", src, dst, t->gpus - 1);
@@ -213,22 +300,24 @@ enum moe_status sim_topo_route(const struct sim_topo *t, int src, int dst, struc
 	nd = dst / G;
 	ls = src % G;
 	ld = dst % G;
+	S = &t->node[ns];
+	D = &t->node[nd];
 	if (ns == nd) {
-		p->lat_s = t->intra_lat_s;
-		if (t->intra == MOE_INTRA_NVLINK_MESH) {
-			p->link[p->n++] = t->base_intra + src * (G - 1) + (ld < ls ? ld : ld - 1);
-		} else if (t->intra == MOE_INTRA_PCIE) {
-			int nsw = pcie_switches(t);
+		p->lat_s = S->intra_lat_s;
+		if (S->intra == MOE_INTRA_NVLINK_MESH) {
+			p->link[p->n++] = S->intra_base + ls * (G - 1) + (ld < ls ? ld : ld - 1);
+		} else if (S->intra == MOE_INTRA_PCIE) {
+			int nsw = pcie_switches(S);
 			int a = ls * nsw / G, b = ld * nsw / G;
-			p->link[p->n++] = 2 * src;
+			p->link[p->n++] = S->intra_base + 2 * ls;
 			if (a != b) {
-				p->link[p->n++] = t->base_sw + 2 * (ns * nsw + a);
-				p->link[p->n++] = t->base_sw + 2 * (ns * nsw + b) + 1;
+				p->link[p->n++] = S->sw_base + 2 * a;
+				p->link[p->n++] = S->sw_base + 2 * b + 1;
 			}
-			p->link[p->n++] = 2 * dst + 1;
+			p->link[p->n++] = S->intra_base + 2 * ld + 1;
 		} else {
-			p->link[p->n++] = 2 * src;
-			p->link[p->n++] = 2 * dst + 1;
+			p->link[p->n++] = S->intra_base + 2 * ls;
+			p->link[p->n++] = S->intra_base + 2 * ld + 1;
 		}
 		return MOE_OK;
 	}
@@ -238,19 +327,21 @@ enum moe_status sim_topo_route(const struct sim_topo *t, int src, int dst, struc
 		int lfd = leaf_of(t, nd, id, t->nodes_per_leaf);
 		int hops = 1;
 
-		if (t->intra == MOE_INTRA_PCIE)
-			p->link[p->n++] = 2 * src;
-		p->link[p->n++] = t->base_nic + 2 * (ns * t->nics + is);
+		if (S->intra == MOE_INTRA_PCIE)
+			p->link[p->n++] = S->intra_base + 2 * ls;
+		p->link[p->n++] = S->nic_base + 2 * is;
 		if (lfs != lfd) {
 			int s = t->uplinks > 1 ? (int)(ecmp_hash(src, dst) % (unsigned)t->uplinks) : 0;
 			p->link[p->n++] = t->base_leaf + 2 * (lfs * t->uplinks + s);
 			p->link[p->n++] = t->base_leaf + 2 * (lfd * t->uplinks + s) + 1;
 			hops = 3;
 		}
-		p->link[p->n++] = t->base_nic + 2 * (nd * t->nics + id) + 1;
-		if (t->intra == MOE_INTRA_PCIE)
-			p->link[p->n++] = 2 * dst + 1;
-		p->lat_s = t->nic_lat_s + hops * t->switch_lat_s;
+		p->link[p->n++] = D->nic_base + 2 * id + 1;
+		if (D->intra == MOE_INTRA_PCIE)
+			p->link[p->n++] = D->intra_base + 2 * ld + 1;
+		/* the slower end's latency (one value when the nodes agree) */
+		p->lat_s = (S->nic_lat_s > D->nic_lat_s ? S->nic_lat_s : D->nic_lat_s) +
+			   hops * t->switch_lat_s;
 	}
 	return MOE_OK;
 }

@@ -51,11 +51,26 @@
  * (1 for same-leaf, 3 through a spine).  The latency a link shows (lat_s) is
  * its share of that for display; routes add the pieces as said here.
  *
+ * Node groups (struct moe_node_group): every node is built from its own
+ * group's intra kind, bandwidth and latency and its own NIC count,
+ * bandwidth and latency, and its routes are the ones above for its kind; a
+ * PCIe node's network transfers cross its PCIe links whatever the other
+ * end is.  Between two nodes the transfer latency is the larger of the two
+ * nic.latency values (the slower end sets it).  A fat-tree leaf gets as many
+ * uplinks as the leaf with the most NIC ports would (nodes_per_leaf x the
+ * largest NIC count / oversubscription), carrying together the sum over
+ * its nodes of NICs x NIC bandwidth / oversubscription; a rail leaf the sum
+ * of its nodes' NIC bandwidths (both as before when the nodes agree; the
+ * slots of a last, partial leaf count as its last node, also as before).
+ * A rail fabric needs the same NIC count on every node.  Example: node 0 a
+ * DGX H100 (8 NICs of 45 GB/s effective, latency 5 us), node 1 a PCIe node
+ * of 8 GPUs (PCIe 25.6 GB/s effective, 2 NICs of 22.5 GB/s, 8 us), one leaf
+ * with 0.5 us switches: 1 GB from GPU 0 to GPU 8 crosses n0.nic0.up,
+ * n1.nic0.down and n1.g0.pcie.down and takes max(5, 8) us + 0.5 us +
+ * 1e9 / min(45e9, 22.5e9, 25.6e9) s = 44.45 ms.
+ *
  * Slowdowns: a link's bandwidth may be divided by a factor (a degraded
  * link), a GPU's compute by another (a straggler; read by sim/compute.h).
- *
- * Not modelled yet: node groups with different GPU types or NIC counts in
- * one cluster (a cluster is homogeneous).
  */
 #ifndef MOEKIT_SIM_TOPO_H
 #define MOEKIT_SIM_TOPO_H
@@ -84,10 +99,22 @@ struct sim_path {
 	double lat_s;
 };
 
+/* One node as built: its kind's figures and where its links are. */
+struct sim_node {
+	int kind;                  /* its node group (moe_cluster_kind_of), 0 without */
+	enum moe_intra_kind intra;
+	int nics;
+	double intra_Bps, nic_Bps; /* effective: nominal x efficiency, bytes per second */
+	double intra_lat_s, nic_lat_s;
+	int intra_base;            /* its first GPU link (2 per GPU; G-1 per GPU on a mesh) */
+	int sw_base;               /* PCIe nodes: its first PCIe switch link (2 per switch) */
+	int nic_base;              /* its first NIC link (2 per NIC) */
+};
+
 struct sim_topo {
 	int nodes, gpus_per_node, gpus;
-	int nics;                  /* per node */
-	enum moe_intra_kind intra;
+	int nics;                  /* the most NICs of any node (the rails of a rail fabric) */
+	struct sim_node *node;     /* nodes, owned */
 	enum moe_fabric_kind fabric;
 	enum sim_multipath multipath;
 	int nodes_per_leaf;        /* nodes under one leaf (all of them when non-blocking) */
@@ -95,15 +122,18 @@ struct sim_topo {
 	int nlinks;
 	struct sim_link *links;    /* nlinks, owned */
 	double *gpu_slowdown;      /* gpus, >= 1 (compute time multiplier) */
-	double intra_lat_s, nic_lat_s, switch_lat_s;
+	double switch_lat_s;
 	/* first index of each link family (internal layout, see topo.c) */
 	int base_intra, base_sw, base_nic, base_leaf;
 };
 
-/* Builds the topology of cluster c.  Returns MOE_OK and *out (free with
- * sim_topo_free); MOE_EINVAL when a bandwidth or efficiency is zero or
- * negative, or the cluster is too large for the link indices (message
- * names the field); MOE_ENOMEM. */
+/* Builds the topology of cluster c: its first c->nodes nodes, each of its
+ * node group's kind.  Returns MOE_OK and *out (free with sim_topo_free);
+ * MOE_EINVAL when a bandwidth or efficiency is zero or negative, NICs are
+ * missing or do not divide the GPUs, the node groups hold fewer than
+ * c->nodes nodes or differ in NIC count on a rail fabric, or the cluster is
+ * too large for the link indices (message names the group and field);
+ * MOE_ENOMEM. */
 enum moe_status sim_topo_new(const struct moe_cluster *c, enum sim_multipath mp,
 			     struct sim_topo **out);
 
@@ -114,7 +144,8 @@ void sim_topo_free(struct sim_topo *t);
  * Returns MOE_OK or MOE_EINVAL for a rank outside 0..gpus-1.  Pure. */
 enum moe_status sim_topo_route(const struct sim_topo *t, int src, int dst, struct sim_path *out);
 
-/* Node of a GPU, and the NIC (0..nics-1 within the node) that serves it. */
+/* Node of a GPU, and the NIC (0..nics-1 of its node) that serves it, -1
+ * on a node without NICs. */
 static inline int sim_topo_node(const struct sim_topo *t, int gpu)
 {
 	return gpu / t->gpus_per_node;
