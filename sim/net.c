@@ -26,14 +26,14 @@ enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
 struct flow_hot {
 	int path[SIM_PATH_MAX - 1];
 	int plen;
-	double rate;          /* bytes/s */
-	int bott;             /* bottleneck link; -1 none */
+	int bott;             /* bottleneck link (its share is the rate); -1 none */
 	unsigned amark;       /* epoch mark: in A */
 };
 
-struct eh_ent {
-	double t;
-	int f;
+/* An entry of an indexed heap: a key and whose it is (a flow or a link). */
+struct ih_ent {
+	double key;
+	int id;
 };
 
 struct lheap_ent {
@@ -47,11 +47,10 @@ struct sim_net {
 	/* flows */
 	int nf, capf;
 	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
-	double *bytes, *rem, *t_last, *t_end, *lat;
+	double *bytes, *t_end, *lat;
 	int64_t *tag;
 	unsigned char *state;
 	int (*pos)[SIM_PATH_MAX];
-	int *hpos;            /* position in the end heap, -1 if absent */
 	/* links */
 	int **lf, *lfn, *lfcap;  /* active flows of a link: flow << 3 | path position */
 	double *lbytes, *lint, *lbusy, *lrate, *lt, *rnew;
@@ -62,24 +61,25 @@ struct sim_net {
 	int *ended;           /* flows ended in the current event */
 	int *started, nstarted; /* flows started in the current event */
 	int *alist, na;       /* A: the flows being re-solved */
-	int *bpos;            /* position of a flow in its bottleneck's list */
+	int *bpos;            /* position of a flow in its bottleneck's heap */
 	unsigned epA, epF, epL, epD;
 	int ncl;              /* links of the current solve (comp_links) */
 	int *dirty, ndirty;   /* links whose share dropped since the last flush */
-	int *ahead;           /* per link: first of A's flows on it in apool, -1 none */
-	struct apool_ent { int f, ai, next; } *apool;
+	/* per link: A's flows on it (their index in alist), contiguous so the
+	 * filling reads them in order instead of chasing a list */
+	int **av, *avn, *avcap;
 	/* per flow of A, by its index in alist: frozen mark, new rate and
 	 * bottleneck (dense, so the filling does not touch a flow twice) */
 	unsigned *afmark;
 	double *anrate;
 	int *anbott;
-	int napool, capapool;
 	double *lmaxr;        /* per link: no flow on it is faster (an upper bound) */
 	unsigned *dmark;
 	int full;             /* recompute whole components (reference mode) */
 	double coalesce;      /* relative window in which ends are one event */
 	/* per link: flows bottlenecked there, their rate, scratch */
-	int **bl, *bln, *blcap;
+	struct ih_ent **bl;   /* per link: its bottlenecked flows by virtual end */
+	int *bln, *blcap;
 	double *lshare, *lnew;
 	double *lkey;         /* key of a link's pending fill entry; INFINITY none */
 	unsigned *mmark;      /* link whose bottlenecked flows joined A */
@@ -88,8 +88,12 @@ struct sim_net {
 	int *touched, ntouched, captouched;
 	unsigned epoch;
 	/* end heap over active flows */
-	struct eh_ent *eh;
-	int ehn;
+	/* per link: the virtual clock of its bottlenecked flows (bytes each has
+	 * received at its share, vclk at time vt), and a heap of the links by
+	 * the time their first bottlenecked flow ends */
+	double *vclk, *vt;
+	struct ih_ent *lq;
+	int *lqpos, lqn;
 	struct sim_queue *q;
 	double now;
 	struct sim_net_stats st;
@@ -97,88 +101,78 @@ struct sim_net {
 	void *rates_user;
 };
 
-/* ---- the end heap (indexed, by end time then flow id) ----
- * Entries carry their key: comparing two entries reads the heap array
- * only, not a flow's record somewhere in a large array (a cache miss per
- * comparison made this heap a sixth of a skewed all-to-all's time). */
+/* ---- indexed heaps (key, then id), keys inline ----
+ * Two uses: per link the flows bottlenecked there by virtual end (pos:
+ * bpos, by flow), and the links by the time their first flow ends (pos:
+ * lqpos, by link).  Keys inline: comparing reads the heap only, not a
+ * record in a large array (a cache miss per comparison made the old end
+ * heap a sixth of a skewed all-to-all's time). */
 
-static inline int eh_less(const struct eh_ent *a, const struct eh_ent *b)
+static inline int ih_less(const struct ih_ent *a, const struct ih_ent *b)
 {
-	return a->t < b->t || (a->t == b->t && a->f < b->f);
+	return a->key < b->key || (a->key == b->key && a->id < b->id);
 }
 
-static void eh_up(struct sim_net *n, int i)
+static void ih_up(struct ih_ent *h, int *pos, int i)
 {
-	struct eh_ent e = n->eh[i];
+	struct ih_ent e = h[i];
 
 	while (i > 0) {
 		int p = (i - 1) / 2;
-		if (!eh_less(&e, &n->eh[p]))
+		if (!ih_less(&e, &h[p]))
 			break;
-		n->eh[i] = n->eh[p];
-		n->hpos[n->eh[i].f] = i;
+		h[i] = h[p];
+		pos[h[i].id] = i;
 		i = p;
 	}
-	n->eh[i] = e;
-	n->hpos[e.f] = i;
+	h[i] = e;
+	pos[e.id] = i;
 }
 
-static void eh_down(struct sim_net *n, int i)
+static void ih_down(struct ih_ent *h, int n, int *pos, int i)
 {
-	struct eh_ent e = n->eh[i];
+	struct ih_ent e = h[i];
 
 	for (;;) {
 		int c = 2 * i + 1;
-		if (c >= n->ehn)
+		if (c >= n)
 			break;
-		if (c + 1 < n->ehn && eh_less(&n->eh[c + 1], &n->eh[c]))
+		if (c + 1 < n && ih_less(&h[c + 1], &h[c]))
 			c++;
-		if (!eh_less(&n->eh[c], &e))
+		if (!ih_less(&h[c], &e))
 			break;
-		n->eh[i] = n->eh[c];
-		n->hpos[n->eh[i].f] = i;
+		h[i] = h[c];
+		pos[h[i].id] = i;
 		i = c;
 	}
-	n->eh[i] = e;
-	n->hpos[e.f] = i;
+	h[i] = e;
+	pos[e.id] = i;
 }
 
-/* Puts flow f in the heap at its end time n->t_end[f], or moves it there. */
-static void eh_update(struct sim_net *n, int f)
+/* Sets entry i's key and restores the order. */
+static void ih_rekey(struct ih_ent *h, int n, int *pos, int i, double key)
 {
-	int i = n->hpos[f];
+	int up = key < h[i].key;
 
-	if (i < 0) {
-		i = n->ehn++;
-		n->eh[i].t = n->t_end[f];
-		n->eh[i].f = f;
-		eh_up(n, i);
-		return;
-	}
-	if (n->t_end[f] < n->eh[i].t) {
-		n->eh[i].t = n->t_end[f];
-		eh_up(n, i);
-	} else {
-		n->eh[i].t = n->t_end[f];
-		eh_down(n, i);
-	}
+	h[i].key = key;
+	if (up)
+		ih_up(h, pos, i);
+	else
+		ih_down(h, n, pos, i);
 }
 
-static void eh_remove(struct sim_net *n, int f)
+/* Removes entry i of a heap of *n entries. */
+static void ih_remove(struct ih_ent *h, int *n, int *pos, int i)
 {
-	int i = n->hpos[f];
-	struct eh_ent last;
+	struct ih_ent last = h[--*n];
 
-	if (i < 0)
+	pos[h[i].id] = -1;
+	if (i == *n)
 		return;
-	n->hpos[f] = -1;
-	last = n->eh[--n->ehn];
-	if (i == n->ehn)
-		return;
-	n->eh[i] = last;
-	n->hpos[last.f] = i;
-	eh_up(n, i);
-	eh_down(n, n->hpos[last.f]);
+	h[i] = last;
+	pos[last.id] = i;
+	ih_up(h, pos, i);
+	ih_down(h, *n, pos, pos[last.id]);
 }
 
 /* ---- the link heap of a recomputation (lazy: keys only grow) ---- */
@@ -261,12 +255,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->bytes, sizeof *n->bytes, cap, &x) != 0)
 		return -1;
 	n->bytes = x;
-	if (grow1(n->rem, sizeof *n->rem, cap, &x) != 0)
-		return -1;
-	n->rem = x;
-	if (grow1(n->t_last, sizeof *n->t_last, cap, &x) != 0)
-		return -1;
-	n->t_last = x;
 	if (grow1(n->t_end, sizeof *n->t_end, cap, &x) != 0)
 		return -1;
 	n->t_end = x;
@@ -282,12 +270,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->pos, sizeof *n->pos, cap, &x) != 0)
 		return -1;
 	n->pos = x;
-	if (grow1(n->hpos, sizeof *n->hpos, cap, &x) != 0)
-		return -1;
-	n->hpos = x;
-	if (grow1(n->eh, sizeof *n->eh, cap, &x) != 0)
-		return -1;
-	n->eh = x;
 	if (grow1(n->started, sizeof *n->started, cap, &x) != 0)
 		return -1;
 	n->started = x;
@@ -346,8 +328,16 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->lnew = calloc((size_t)L + 1, sizeof(double));
 	n->lkey = calloc((size_t)L + 1, sizeof(double));
 	n->dirty = calloc((size_t)L + 1, sizeof(int));
-	n->ahead = calloc((size_t)L + 1, sizeof(int));
+	n->av = calloc((size_t)L + 1, sizeof *n->av);
+	n->avn = calloc((size_t)L + 1, sizeof(int));
+	n->avcap = calloc((size_t)L + 1, sizeof(int));
 	n->lmaxr = calloc((size_t)L + 1, sizeof(double));
+	n->vclk = calloc((size_t)L + 1, sizeof(double));
+	n->vt = calloc((size_t)L + 1, sizeof(double));
+	n->lq = calloc((size_t)L + 1, sizeof *n->lq);
+	n->lqpos = malloc(((size_t)L + 1) * sizeof(int));
+	for (int l = 0; n->lqpos != NULL && l <= L; l++)
+		n->lqpos[l] = -1;
 	n->dmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->mmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->lhcap = 2 * L + 16;
@@ -359,7 +349,8 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
 	    n->comp_links == NULL || n->lh == NULL || n->touched == NULL || n->bl == NULL ||
 	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
-	    n->lnew == NULL || n->lkey == NULL || n->dirty == NULL || n->ahead == NULL || n->lmaxr == NULL || n->dmark == NULL || n->mmark == NULL ||
+	    n->lnew == NULL || n->lkey == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
+	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
 	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
 		sim_net_free(n);
@@ -377,14 +368,17 @@ void sim_net_free(struct sim_net *n)
 		free(n->lf[l]);
 	for (int l = 0; l < n->L && n->bl; l++)
 		free(n->bl[l]);
+	for (int l = 0; l < n->L && n->av; l++)
+		free(n->av[l]);
+	free(n->av);
 	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
-	free(n->lnew); free(n->lkey); free(n->dirty); free(n->ahead); free(n->lmaxr); free(n->apool); free(n->dmark); free(n->mmark);
+	free(n->lnew); free(n->lkey); free(n->dirty); free(n->avn); free(n->avcap); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->lh); free(n->touched);
-	free(n->h); free(n->bytes); free(n->rem); free(n->t_last); free(n->t_end);
+	free(n->h); free(n->bytes); free(n->t_end);
 	free(n->lat); free(n->tag); free(n->state); free(n->pos);
-	free(n->hpos); free(n->eh); free(n->started); free(n->alist); 
+	free(n->started); free(n->alist); 
 	free(n->bpos); free(n->afmark); free(n->anrate); free(n->anbott);
 	free(n->ended);
 	sim_queue_free(n->q);
@@ -394,12 +388,14 @@ void sim_net_free(struct sim_net *n)
 void sim_net_reset(struct sim_net *n)
 {
 	n->nf = 0;
-	n->ehn = 0;
+	n->lqn = 0;
 	n->now = 0;
 	sim_queue_clear(n->q);
 	for (int l = 0; l < n->L; l++) {
 		n->lfn[l] = 0;
 		n->bln[l] = 0;
+		n->lqpos[l] = -1;
+		n->vclk[l] = n->vt[l] = 0;
 		n->lmaxr[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
@@ -449,16 +445,12 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for events");
 	n->nf++;
 	n->bytes[f] = bytes;
-	n->rem[f] = bytes;
-	n->h[f].rate = 0;
-	n->t_last[f] = start_s + p->lat_s;
 	n->t_end[f] = NAN;
 	n->lat[f] = p->lat_s;
 	n->tag[f] = tag;
 	n->state[f] = F_PENDING;
 	n->h[f].plen = p->n;
 	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
-	n->hpos[f] = -1;
 	n->h[f].amark = 0;
 	n->h[f].bott = -1;
 	if (flow != NULL)
@@ -521,33 +513,78 @@ static inline void settle_link(struct sim_net *n, int l)
 	n->lt[l] = n->now;
 }
 
-static int bl_add(struct sim_net *n, int l, int f)
+/* The rate of flow f: its bottleneck's share (0 before its first solve). */
+static inline double rate_of(const struct sim_net *n, int f)
 {
+	int b = n->h[f].bott;
+
+	return b >= 0 ? n->lshare[b] : 0;
+}
+
+/* Link l's virtual clock now. */
+static inline double vclock(const struct sim_net *n, int l)
+{
+	return n->vclk[l] + n->lshare[l] * (n->now - n->vt[l]);
+}
+
+/* Puts link l in the link heap at the end time of its first bottlenecked
+ * flow, or takes it out when it has none. */
+static void lq_update(struct sim_net *n, int l)
+{
+	double t = INFINITY;
+	int i = n->lqpos[l];
+
+	if (n->bln[l] > 0 && n->lshare[l] > 0)
+		t = n->vt[l] + (n->bl[l][0].key - n->vclk[l]) / n->lshare[l];
+	if (t == INFINITY) {
+		if (i >= 0)
+			ih_remove(n->lq, &n->lqn, n->lqpos, i);
+		return;
+	}
+	if (i < 0) {
+		i = n->lqn++;
+		n->lq[i].key = t;
+		n->lq[i].id = l;
+		ih_up(n->lq, n->lqpos, i);
+		return;
+	}
+	ih_rekey(n->lq, n->lqn, n->lqpos, i, t);
+}
+
+/* Flow f becomes bottlenecked at link l with rem bytes to go: it ends
+ * when l's virtual clock has advanced by rem. */
+static int bl_add(struct sim_net *n, int l, int f, double rem)
+{
+	int i;
+
 	if (n->bln[l] == n->blcap[l]) {
 		int cap = n->blcap[l] ? n->blcap[l] * 2 : 8;
-		int *x = realloc(n->bl[l], (size_t)cap * sizeof *x);
+		struct ih_ent *x = realloc(n->bl[l], (size_t)cap * sizeof *x);
 		if (x == NULL)
 			return -1;
 		n->bl[l] = x;
 		n->blcap[l] = cap;
 	}
-	n->bpos[f] = n->bln[l];
-	n->bl[l][n->bln[l]++] = f;
+	i = n->bln[l]++;
+	n->bl[l][i].key = vclock(n, l) + rem;
+	n->bl[l][i].id = f;
+	ih_up(n->bl[l], n->bpos, i);
 	n->h[f].bott = l;
 	return 0;
 }
 
-static void bl_remove(struct sim_net *n, int f)
+/* Takes flow f off its bottleneck; returns the bytes it has left. */
+static double bl_remove(struct sim_net *n, int f)
 {
-	int l = n->h[f].bott, i, last;
+	int l = n->h[f].bott;
+	double rem;
 
 	if (l < 0)
-		return;
-	i = n->bpos[f];
-	last = n->bl[l][--n->bln[l]];
-	n->bl[l][i] = last;
-	n->bpos[last] = i;
+		return n->bytes[f];
+	rem = n->bl[l][n->bpos[f]].key - vclock(n, l);
+	ih_remove(n->bl[l], &n->bln[l], n->bpos, n->bpos[f]);
 	n->h[f].bott = -1;
+	return rem > 0 ? rem : 0;
 }
 
 #define TOL 1e-9
@@ -569,7 +606,7 @@ static int solve_link(struct sim_net *n, int m)
 	n->ln[m] = 0;
 	n->lnew[m] = -1;
 	n->lkey[m] = INFINITY;
-	n->ahead[m] = -1;
+	n->avn[m] = 0;
 	if (n->bln[m] > 0 && lh_push(n, n->lshare[m], m << 1 | LH_CHECK) != 0)
 		return -1;
 	return 0;
@@ -611,29 +648,29 @@ static int flush(struct sim_net *n)
  * leaves every link of its path, which it now competes for. */
 static int join(struct sim_net *n, int f)
 {
+	double r;
+
 	if (n->h[f].amark == n->epA || n->state[f] != F_ACTIVE)
 		return 0;
 	n->h[f].amark = n->epA;
+	r = rate_of(n, f);
 	n->afmark[n->na] = 0;
 	n->alist[n->na++] = f;
 	n->st.flow_visits++;
-	if (n->napool + SIM_PATH_MAX > n->capapool) {
-		int cap = 2 * n->capapool + 4 * SIM_PATH_MAX;
-		struct apool_ent *x = realloc(n->apool, (size_t)cap * sizeof *x);
-		if (x == NULL)
-			return -1;
-		n->apool = x;
-		n->capapool = cap;
-	}
 	for (int k = 0; k < n->h[f].plen; k++) {
 		int m = n->h[f].path[k];
 		if (solve_link(n, m) != 0)
 			return -1;
-		n->apool[n->napool].f = f;
-		n->apool[n->napool].ai = n->na - 1;
-		n->apool[n->napool].next = n->ahead[m];
-		n->ahead[m] = n->napool++;
-		n->rnew[m] -= n->h[f].rate;
+		if (n->avn[m] == n->avcap[m]) {
+			int cap = n->avcap[m] ? 2 * n->avcap[m] : 8;
+			int *x = realloc(n->av[m], (size_t)cap * sizeof *x);
+			if (x == NULL)
+				return -1;
+			n->av[m] = x;
+			n->avcap[m] = cap;
+		}
+		n->av[m][n->avn[m]++] = n->na - 1;
+		n->rnew[m] -= r;
 		n->ln[m]++;
 		if (n->dmark[m] != n->epD) {
 			n->dmark[m] = n->epD;
@@ -651,7 +688,7 @@ static int release(struct sim_net *n, int m)
 		return 0;
 	n->mmark[m] = n->epA;
 	for (int j = 0; j < n->bln[m]; j++)
-		if (join(n, n->bl[m][j]) != 0)
+		if (join(n, n->bl[m][j].id) != 0)
 			return -1;
 	return 0;
 }
@@ -709,7 +746,6 @@ static int recompute(struct sim_net *n)
 	n->ncl = 0;
 	n->lhn = 0;
 	n->ndirty = 0;
-	n->napool = 0;
 	n->st.recomputes++;
 	n->st.solves++;
 	if (n->full) {
@@ -759,11 +795,12 @@ static int recompute(struct sim_net *n)
 					int g = n->lf[l][i] >> 3;
 					if (n->h[g].amark == n->epA)
 						continue;
-					if (n->h[g].rate > share * (1 + TOL)) {
+					double rg = rate_of(n, g);
+					if (rg > share * (1 + TOL)) {
 						if (join(n, g) != 0)
 							return -1;
-					} else if (n->h[g].rate > mx) {
-						mx = n->h[g].rate;
+					} else if (rg > mx) {
+						mx = rg;
 					}
 				}
 				/* the held flows left; A's are accounted at commit */
@@ -776,10 +813,11 @@ static int recompute(struct sim_net *n)
 			}
 		}
 		n->lnew[l] = share;
-		for (int i = n->ahead[l]; i >= 0; i = n->apool[i].next) {
-			int f = n->apool[i].f, ai = n->apool[i].ai;
+		for (int i = 0; i < n->avn[l]; i++) {
+			int ai = n->av[l][i], f;
 			if (n->afmark[ai] == n->epF)
 				continue;
+			f = n->alist[ai];
 			n->afmark[ai] = n->epF;
 			n->anrate[ai] = share;
 			n->anbott[ai] = l;
@@ -790,38 +828,38 @@ static int recompute(struct sim_net *n)
 			}
 		}
 	}
-	/* commit */
+	/* commit: the clocks of the links involved move to now at their old
+	 * shares; flows whose bottleneck changed move to the new one's heap
+	 * with the bytes they have left; then the new shares.  A flow that
+	 * keeps its bottleneck costs nothing here beyond this loop: its rate
+	 * is its link's share. */
+	for (int i = 0; i < n->ncl; i++) {
+		int m = n->comp_links[i];
+		settle_link(n, m);
+		n->vclk[m] = vclock(n, m);
+		n->vt[m] = n->now;
+	}
 	for (int i = 0; i < n->na; i++) {
-		int f = n->alist[i];
-		double old = n->h[f].rate, r = n->anrate[i];
-		if (n->h[f].bott != n->anbott[i]) {
-			bl_remove(n, f);
-			if (bl_add(n, n->anbott[i], f) != 0)
-				return -1;
-		}
+		int f = n->alist[i], b = n->anbott[i];
+		double old = rate_of(n, f), r = n->anrate[i];
+		/* every flow of A, risen or not: a scan at a freeze lowered the
+		 * bound of its links to the held flows' rates */
 		for (int k = 0; k < n->h[f].plen; k++) {
 			int m = n->h[f].path[k];
 			if (r > n->lmaxr[m])
 				n->lmaxr[m] = r;
 		}
-		if (fabs(r - old) > 1e-13 * r) {
-			if (n->now > n->t_last[f])
-				n->rem[f] -= old * (n->now - n->t_last[f]);
-			if (n->rem[f] < 0)
-				n->rem[f] = 0;
-			n->t_last[f] = n->now;
-			n->h[f].rate = r;
-			n->t_end[f] = n->now + n->rem[f] / r;
-			eh_update(n, f);
+		if (fabs(r - old) > 1e-13 * r)
 			n->st.rate_changes++;
-		}
+		if (n->h[f].bott != b && bl_add(n, b, f, bl_remove(n, f)) != 0)
+			return -1;
 	}
 	for (int i = 0; i < n->ncl; i++) {
 		int m = n->comp_links[i];
-		settle_link(n, m);
 		n->lrate[m] = n->lfn[m] > 0 && n->rnew[m] > 0 ? n->rnew[m] : 0;
 		if (n->lnew[m] >= 0)
 			n->lshare[m] = n->lnew[m];
+		lq_update(n, m);
 	}
 	if (n->rates_fn != NULL)
 		n->rates_fn(n->rates_user, n, n->now, n->comp_links, n->ncl);
@@ -830,18 +868,21 @@ static int recompute(struct sim_net *n)
 
 static void end_flow(struct sim_net *n, int f, double t)
 {
+	double r = rate_of(n, f);
+	int b = n->h[f].bott;
+
 	n->state[f] = F_DONE;
 	n->t_end[f] = t;
-	n->rem[f] = 0;
 	bl_remove(n, f);
 	for (int k = 0; k < n->h[f].plen; k++) {
 		int l = n->h[f].path[k];
 		settle_link(n, l);
 		n->lbytes[l] += n->bytes[f];
 		link_remove_flow(n, l, f, k);
-		n->lrate[l] = n->lfn[l] > 0 ? n->lrate[l] - n->h[f].rate : 0;
+		n->lrate[l] = n->lfn[l] > 0 ? n->lrate[l] - r : 0;
 	}
-	n->h[f].rate = 0;
+	if (b >= 0)
+		lq_update(n, b);
 	n->st.flows_done++;
 }
 
@@ -851,7 +892,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 
 	for (;;) {
 		double tq = sim_queue_peek(n->q, &ev) ? ev.t_s : INFINITY;
-		double tf = n->ehn > 0 ? n->eh[0].t : INFINITY;
+		double tf = n->lqn > 0 ? n->lq[0].key : INFINITY;
 		double t = tq < tf ? tq : tf;
 		double lim;
 		int nended = 0;
@@ -865,15 +906,15 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		n->nstarted = 0;
 		n->st.events++;
 		/* settle the links the ending flows leave before their rates drop */
-		while (n->ehn > 0 && n->eh[0].t <= lim) {
-			int f = n->eh[0].f;
-			eh_remove(n, f);
+		while (n->lqn > 0 && n->lq[0].key <= lim) {
+			int f = n->bl[n->lq[0].id][0].id;
+			double te = n->lq[0].key;
 			for (int k = 0; k < n->h[f].plen; k++) {
 				if (touch(n, n->h[f].path[k]) != 0)
 					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 			}
 			n->ended[nended++] = f;
-			end_flow(n, f, n->t_end[f]);
+			end_flow(n, f, te);
 		}
 		while (sim_queue_peek(n->q, &ev) && ev.t_s <= lim) {
 			int f;
@@ -888,8 +929,6 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 				continue;
 			}
 			n->state[f] = F_ACTIVE;
-			n->t_last[f] = n->now;
-			n->h[f].rate = 0;
 			n->started[n->nstarted++] = f;
 			for (int k = 0; k < n->h[f].plen; k++) {
 				int l = n->h[f].path[k];
@@ -927,7 +966,7 @@ double sim_net_flow_bytes(const struct sim_net *n, int f)
 
 double sim_net_flow_rate(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf && n->state[f] == F_ACTIVE ? n->h[f].rate : 0;
+	return f >= 0 && f < n->nf && n->state[f] == F_ACTIVE ? rate_of(n, f) : 0;
 }
 
 int sim_net_flows(const struct sim_net *n)
