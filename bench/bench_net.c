@@ -10,7 +10,9 @@
  * Usage: bench_net [--gpus N[,N...]] [--cluster NAME] [--multipath spray|ecmp]
  *                  [--coalesce REL]  (sim_net_set_coalesce; default exact)
  * Prints one row per case: flows, events, simulated time, wall time,
- * events/s, flows/s and the peak resident memory of the process.
+ * events/s, flows/s, the peak resident memory of the process, and the
+ * solver's work: flows it re-solved (summed over events) and flows whose
+ * rate changed.
  */
 #include "config.h"
 #include "moe/model.h"
@@ -86,10 +88,12 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 	wall = now_s() - t0;
 	st = sim_net_stats(n);
 	getrusage(RUSAGE_SELF, &ru);
-	printf("%-10s %6d %-8s %-6s %9llu %8llu %12.6f %9.3f %12.0f %12.0f %8.0f\n", cluster, gpus,
-	       zipf ? "zipf1.0" : "uniform", mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray",
-	       (unsigned long long)r.flows, (unsigned long long)st->events, r.completion_s, wall,
-	       (double)st->events / wall, (double)r.flows / wall, ru.ru_maxrss / 1024.0);
+	printf("%-10s %6d %-8s %-6s %9llu %8llu %12.6f %9.3f %12.0f %12.0f %8.0f %10llu %10llu\n",
+	       cluster, gpus, zipf ? "zipf1.0" : "uniform",
+	       mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray", (unsigned long long)r.flows,
+	       (unsigned long long)st->events, r.completion_s, wall, (double)st->events / wall,
+	       (double)r.flows / wall, ru.ru_maxrss / 1024.0,
+	       (unsigned long long)st->flow_visits, (unsigned long long)st->rate_changes);
 	fflush(stdout);
 	gsl_rng_free(rng);
 	free(w);
@@ -123,8 +127,9 @@ int main(int argc, char **argv)
 	}
 	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed 42, "
 	       "coalesce %g\n", coalesce);
-	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %12s %12s %8s\n", "cluster", "gpus", "traffic",
-	       "paths", "flows", "events", "sim_s", "wall_s", "events/s", "flows/s", "maxrss_MB");
+	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %12s %12s %8s %10s %10s\n", "cluster", "gpus",
+	       "traffic", "paths", "flows", "events", "sim_s", "wall_s", "events/s", "flows/s",
+	       "maxrss_MB", "solved", "rate_chg");
 	snprintf(buf, sizeof buf, "%s", gpus_list);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		for (int z = 0; z < 2; z++)

@@ -24,7 +24,10 @@ enum moe_status sim_traffic_new(int gpus, int gpn, struct sim_traffic **out)
 	tr->gpu = calloc((size_t)gpus * gpus, sizeof(double));
 	tr->node = calloc((size_t)gpus * tr->nodes, sizeof(double));
 	tr->node_of = malloc((size_t)gpus * sizeof(int));
-	if (tr->pairs == NULL || tr->gpu == NULL || tr->node == NULL || tr->node_of == NULL) {
+	tr->gseen = calloc((size_t)gpus, sizeof(unsigned));
+	tr->nseen = calloc((size_t)tr->nodes, sizeof(unsigned));
+	if (tr->pairs == NULL || tr->gpu == NULL || tr->node == NULL || tr->node_of == NULL ||
+	    tr->gseen == NULL || tr->nseen == NULL) {
 		sim_traffic_free(tr);
 		MOE_FAIL(MOE_ENOMEM, "traffic: out of memory for %d GPUs", gpus);
 	}
@@ -42,6 +45,8 @@ void sim_traffic_free(struct sim_traffic *tr)
 	free(tr->gpu);
 	free(tr->node);
 	free(tr->node_of);
+	free(tr->gseen);
+	free(tr->nseen);
 	free(tr);
 }
 
@@ -70,17 +75,23 @@ enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int
 	{
 		double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
 		double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
+		unsigned st = ++tr->stamp;
+		if (st == 0) {
+			memset(tr->gseen, 0, G * sizeof(unsigned));
+			memset(tr->nseen, 0, (size_t)tr->nodes * sizeof(unsigned));
+			st = tr->stamp = 1;
+		}
 		for (int i = 0; i < k; i++) {
-			int first_gpu = 1, first_node = 1, ni = tr->node_of[dst[i]];
-			for (int j = 0; j < i; j++) {
-				first_gpu &= dst[j] != dst[i];
-				first_node &= tr->node_of[dst[j]] != ni;
+			int g = dst[i], ni = tr->node_of[g];
+			prow[g] += count;
+			if (tr->gseen[g] != st) {
+				tr->gseen[g] = st;
+				grow[g] += count;
 			}
-			prow[dst[i]] += count;
-			if (first_gpu)
-				grow[dst[i]] += count;
-			if (first_node)
+			if (tr->nseen[ni] != st) {
+				tr->nseen[ni] = st;
 				nrow[ni] += count;
+			}
 		}
 	}
 	return MOE_OK;

@@ -58,6 +58,9 @@ struct sim_traffic {
 	double *gpu;    /* gpus x gpus */
 	double *node;   /* gpus x nodes */
 	int *node_of;   /* gpus: node of each GPU (a table: no division per token) */
+	/* per GPU and per node: the token that last counted it (de-duplication
+	 * in O(k) per token instead of comparing its k choices pairwise) */
+	unsigned *gseen, *nseen, stamp;
 };
 
 /* Allocates zeroed traffic for gpus GPUs, gpus_per_node per node (must

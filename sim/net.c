@@ -20,14 +20,14 @@
 enum { EV_START = 1 };
 enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
 
-/* The fields of a flow that solving touches, packed into 64 bytes so that
- * visiting a flow costs one cache miss, not one per array (this halves the
- * time of a 512-GPU all-to-all). */
+/* The fields of a flow that solving touches, packed together so that
+ * visiting a flow costs one cache miss, not one per array. */
 struct flow_hot {
 	int path[SIM_PATH_MAX - 1];
 	int plen;
 	int bott;             /* bottleneck link (its share is the rate); -1 none */
 	unsigned amark;       /* epoch mark: in A */
+	unsigned char state;  /* F_PENDING, F_ACTIVE, F_DONE */
 };
 
 /* An entry of an indexed heap: a key and whose it is (a flow or a link). */
@@ -49,7 +49,6 @@ struct sim_net {
 	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
 	double *bytes, *t_end, *lat;
 	int64_t *tag;
-	unsigned char *state;
 	int (*pos)[SIM_PATH_MAX];
 	/* links */
 	int **lf, *lfn, *lfcap;  /* active flows of a link: flow << 3 | path position */
@@ -62,7 +61,7 @@ struct sim_net {
 	int *started, nstarted; /* flows started in the current event */
 	int *alist, na;       /* A: the flows being re-solved */
 	int *bpos;            /* position of a flow in its bottleneck's heap */
-	unsigned epA, epF, epL, epD;
+	unsigned epA, epL, epD;
 	int ncl;              /* links of the current solve (comp_links) */
 	int *dirty, ndirty;   /* links whose share dropped since the last flush */
 	/* per link: A's flows on it (their index in alist), contiguous so the
@@ -70,7 +69,7 @@ struct sim_net {
 	int **av, *avn, *avcap;
 	/* per flow of A, by its index in alist: frozen mark, new rate and
 	 * bottleneck (dense, so the filling does not touch a flow twice) */
-	unsigned *afmark;
+	unsigned char *afrozen;
 	double *anrate;
 	int *anbott;
 	double *lmaxr;        /* per link: no flow on it is faster (an upper bound) */
@@ -264,9 +263,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->tag, sizeof *n->tag, cap, &x) != 0)
 		return -1;
 	n->tag = x;
-	if (grow1(n->state, sizeof *n->state, cap, &x) != 0)
-		return -1;
-	n->state = x;
 	if (grow1(n->pos, sizeof *n->pos, cap, &x) != 0)
 		return -1;
 	n->pos = x;
@@ -279,9 +275,9 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->bpos, sizeof *n->bpos, cap, &x) != 0)
 		return -1;
 	n->bpos = x;
-	if (grow1(n->afmark, sizeof *n->afmark, cap, &x) != 0)
+	if (grow1(n->afrozen, sizeof *n->afrozen, cap, &x) != 0)
 		return -1;
-	n->afmark = x;
+	n->afrozen = x;
 	if (grow1(n->anrate, sizeof *n->anrate, cap, &x) != 0)
 		return -1;
 	n->anrate = x;
@@ -377,9 +373,9 @@ void sim_net_free(struct sim_net *n)
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->lh); free(n->touched);
 	free(n->h); free(n->bytes); free(n->t_end);
-	free(n->lat); free(n->tag); free(n->state); free(n->pos);
+	free(n->lat); free(n->tag); free(n->pos);
 	free(n->started); free(n->alist); 
-	free(n->bpos); free(n->afmark); free(n->anrate); free(n->anbott);
+	free(n->bpos); free(n->afrozen); free(n->anrate); free(n->anbott);
 	free(n->ended);
 	sim_queue_free(n->q);
 	free(n);
@@ -448,7 +444,7 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->t_end[f] = NAN;
 	n->lat[f] = p->lat_s;
 	n->tag[f] = tag;
-	n->state[f] = F_PENDING;
+	n->h[f].state = F_PENDING;
 	n->h[f].plen = p->n;
 	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
 	n->h[f].amark = 0;
@@ -650,11 +646,11 @@ static int join(struct sim_net *n, int f)
 {
 	double r;
 
-	if (n->h[f].amark == n->epA || n->state[f] != F_ACTIVE)
+	if (n->h[f].amark == n->epA || n->h[f].state != F_ACTIVE)
 		return 0;
 	n->h[f].amark = n->epA;
 	r = rate_of(n, f);
-	n->afmark[n->na] = 0;
+	n->afrozen[n->na] = 0;
 	n->alist[n->na++] = f;
 	n->st.flow_visits++;
 	for (int k = 0; k < n->h[f].plen; k++) {
@@ -740,7 +736,6 @@ static int recompute(struct sim_net *n)
 {
 	n->epA = ++n->epoch;
 	n->epL = ++n->epoch;
-	n->epF = ++n->epoch;
 	n->epD = ++n->epoch;
 	n->na = 0;
 	n->ncl = 0;
@@ -815,10 +810,10 @@ static int recompute(struct sim_net *n)
 		n->lnew[l] = share;
 		for (int i = 0; i < n->avn[l]; i++) {
 			int ai = n->av[l][i], f;
-			if (n->afmark[ai] == n->epF)
+			if (n->afrozen[ai])
 				continue;
 			f = n->alist[ai];
-			n->afmark[ai] = n->epF;
+			n->afrozen[ai] = 1;
 			n->anrate[ai] = share;
 			n->anbott[ai] = l;
 			for (int k = 0; k < n->h[f].plen; k++) {
@@ -871,7 +866,7 @@ static void end_flow(struct sim_net *n, int f, double t)
 	double r = rate_of(n, f);
 	int b = n->h[f].bott;
 
-	n->state[f] = F_DONE;
+	n->h[f].state = F_DONE;
 	n->t_end[f] = t;
 	bl_remove(n, f);
 	for (int k = 0; k < n->h[f].plen; k++) {
@@ -922,13 +917,13 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			f = (int)ev.data;
 			n->st.flows_started++;
 			if (n->h[f].plen == 0 || n->bytes[f] <= 0) {
-				n->state[f] = F_DONE;
+				n->h[f].state = F_DONE;
 				n->t_end[f] = ev.t_s;
 				n->st.flows_done++;
 				n->ended[nended++] = f;
 				continue;
 			}
-			n->state[f] = F_ACTIVE;
+			n->h[f].state = F_ACTIVE;
 			n->started[n->nstarted++] = f;
 			for (int k = 0; k < n->h[f].plen; k++) {
 				int l = n->h[f].path[k];
@@ -956,7 +951,7 @@ double sim_net_now(const struct sim_net *n)
 
 double sim_net_flow_end(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf && n->state[f] == F_DONE ? n->t_end[f] : NAN;
+	return f >= 0 && f < n->nf && n->h[f].state == F_DONE ? n->t_end[f] : NAN;
 }
 
 double sim_net_flow_bytes(const struct sim_net *n, int f)
@@ -966,7 +961,7 @@ double sim_net_flow_bytes(const struct sim_net *n, int f)
 
 double sim_net_flow_rate(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf && n->state[f] == F_ACTIVE ? rate_of(n, f) : 0;
+	return f >= 0 && f < n->nf && n->h[f].state == F_ACTIVE ? rate_of(n, f) : 0;
 }
 
 int sim_net_flows(const struct sim_net *n)

@@ -26,17 +26,24 @@
  * What is recomputed.  Rates change only when the set of active flows
  * changes (a flow starts or ends).  A max-min allocation is the unique
  * feasible one where every flow has a bottleneck: a saturated link on
- * which no flow has a higher rate.  After a change the model re-solves
- * only A, the flows that started and those whose bottleneck was a touched
- * link, on the capacity the other flows leave; it then checks that
- * bottleneck condition on every link A crosses, adds the flows of any link
- * where it fails to A and solves again.  When the check passes the result
- * is the exact max-min allocation (at worst A grows to the connected
- * component of the touched links, which is what sim_net_set_full always
- * re-solves).  So a change costs about the flows whose rates can change,
- * not the whole network.  Only flows whose rate changed get a new
- * projected end.  Flows whose projected ends lie within the time tolerance
- * of sim/engine.h are ended in one event.
+ * which no flow has a higher rate.  After a change the model runs one
+ * progressive filling in which flows keep their old rates ("held") until
+ * the filling shows theirs may change: the flows that started take part
+ * from the beginning; when a link fills up at level s, held flows on it
+ * faster than s take part; when the level reaches the old share of a link
+ * where held flows are bottlenecked and that link still has room (a flow
+ * on it ended, or flows taking part still rise there), they take part.
+ * The result is the exact max-min allocation (the argument is in net.c;
+ * sim_net_set_full re-solves every flow of the connected component
+ * instead, the reference the tests compare with).  A change costs about
+ * the flows whose rates can change and the links they cross.
+ *
+ * Rates live on links.  Flows bottlenecked at the same link have the same
+ * rate, its share, so each link keeps a virtual clock (the bytes one of its
+ * flows has received) and its flows ordered by the clock reading at which
+ * they finish; a change of share costs one update of the link, not one per
+ * flow.  Flows whose projected ends lie within the time tolerance of
+ * sim/engine.h are ended in one event.
  *
  * Accounting.  Per link: bytes delivered (the bytes of every flow that
  * crossed it), the integral of its rate over time (the same number computed
