@@ -1135,6 +1135,13 @@ traced:
 	/* the EP group is the simulated cluster; other groups run alongside */
 	c = full;
 	moe_cluster_narrow(&c, plan.ep);
+	if (full.ngroups > c.ngroups)
+		/* the groups left out are not simulated: say so, the step time is
+		 * that of the first groups' nodes */
+		fprintf(stderr, "moekit sim: note: the EP group of %d GPUs is the first %d of %d node "
+			"groups (from '%s'); the others are not simulated (give --ep %d to include "
+			"them)\n", plan.ep, c.ngroups > 0 ? c.ngroups : 1, full.ngroups,
+			full.groups[0].name, moe_cluster_gpus(&full));
 	if ((st = sim_topo_new(&c, o.mp, &t)) != MOE_OK)
 		return cli_fail("sim", st);
 	for (int i = 0; i < o.nsg; i++)

@@ -113,4 +113,11 @@ err_has "unknown field in a group" "key.ini:3: group a100: nic.speed: unknown ke
 printf 'base = %s\n[group a100]\nfabric.kind = rail\n' $c > "$tmp/wide.ini"
 check "cluster-wide field in a group" 2 "$MOEKIT" presets show --cluster "$tmp/wide.ini"
 err_has "cluster-wide field in a group" "wide.ini:3: group a100: fabric.kind: is the same for the whole cluster"
+# an EP group that covers only the first group's nodes says so (not silently H100-only)
+check "ep narrower than the groups" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster $c --ep 16 \
+	--tokens-per-gpu 64 --format json
+err_has "ep narrower than the groups" "the first 1 of 2 node groups.*--ep 32"
+check "ep covering the groups" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster $c --ep 32 \
+	--tokens-per-gpu 64 --format json
+if [ -s "$tmp/err" ]; then echo "FAIL: ep covering the groups: unexpected note"; fail=1; fi
 exit $fail
