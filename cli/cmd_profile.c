@@ -766,149 +766,6 @@ static int run_ep(struct opts *o, long ep)
 	MPI_Finalize();
 	return rc;
 }
-
-static const char a2a_usage[] =
-	"Usage: mpirun -np R moekit profile a2a [options]\n\n"
-	"All-to-all microbenchmark over MPI (MPI_Alltoall of float32), sweeping the\n"
-	"bytes each rank sends in total, doubling from --min-bytes to --max-bytes.\n"
-	"Per size: the mean time of one call over --iters (after --warmup), maximum\n"
-	"over ranks; algorithm bandwidth algbw = bytes / time and bus bandwidth\n"
-	"busbw = algbw x (R - 1) / R, as nccl-tests defines them for alltoall.  The\n"
-	"data received is checked.\n\n"
-	"Options:\n"
-	"  --min-bytes SIZE   smallest size (default 1KiB; units as 64KiB, 1MB)\n"
-	"  --max-bytes SIZE   largest size (default 64MiB)\n"
-	"  --iters N          timed calls per size (default 20)\n"
-	"  --warmup N         untimed calls per size (default 5)\n"
-	"  --db FILE          store a run of kind profile (label a2a unless --label)\n"
-	"  --label TEXT       label of the stored run\n"
-	"  --format FMT       table (default), csv or json\n"
-	"  -h, --help         show this help\n";
-
-static int run_a2a(int argc, char **argv)
-{
-	static const struct option lopts[] = {
-		{"min-bytes", required_argument, NULL, 'a'},
-		{"max-bytes", required_argument, NULL, 'b'},
-		{"iters", required_argument, NULL, 'i'},
-		{"warmup", required_argument, NULL, 'w'},
-		{"db", required_argument, NULL, 'd'},
-		{"label", required_argument, NULL, 'L'},
-		{"format", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	double minb = 1024, maxb = 64.0 * 1048576;
-	long iters = 20, warmup = 5;
-	const char *db = NULL, *label = "a2a";
-	enum cli_format fmt = CLI_FORMAT_TABLE;
-	int c, rank, ranks, rc = 0, nsz = 0;
-	double sizes[64], times[64], sum_bus = 0;
-	enum moe_status st = MOE_OK;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-		case 'b': {
-			double v;
-			if (moe_units_parse(optarg, MOE_UNIT_BYTES, &v) != MOE_OK || v < 4 || v > 4e9)
-				return cli_usage(CMD, "--%s-bytes %s: expected a size from 4B to 4GB",
-						 c == 'a' ? "min" : "max", optarg);
-			if (c == 'a')
-				minb = v;
-			else
-				maxb = v;
-			break;
-		}
-		case 'i': if (!cli_parse_long(CMD, "--iters", optarg, 1, 1000000, &iters)) return 2; break;
-		case 'w': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &warmup)) return 2; break;
-		case 'd': db = optarg; break;
-		case 'L': label = optarg; break;
-		case 'f': if (!cli_parse_format(CMD, optarg, &fmt)) return 2; break;
-		case 'h': fputs(a2a_usage, stdout); return cli_finish_stdout(CMD);
-		default: return cli_bad_option(CMD, argc, argv);
-		}
-	}
-	if (optind < argc)
-		return cli_usage(CMD, "a2a: unexpected argument '%s'", argv[optind]);
-	if (minb > maxb)
-		return cli_usage(CMD, "--min-bytes is larger than --max-bytes");
-	mpi_begin(&rank, &ranks);
-	for (double b = minb; b <= maxb && nsz < 64; b *= 2) {
-		size_t per = (size_t)b / sizeof(float) / (size_t)ranks;
-		sizes[nsz] = (double)((per ? per : 1) * (size_t)ranks * sizeof(float));
-		if ((st = prof_a2a_run(MPI_COMM_WORLD, (size_t)b, (int)warmup, (int)iters, &times[nsz])) != MOE_OK)
-			break;
-		nsz++;
-	}
-	if (rank == 0 && st == MOE_OK) {
-		struct cli_table *t = cli_table_new("alltoall");
-		const char *cols[] = {"size_B", "count", "type", "time_us", "algbw_GBps", "busbw_GBps"};
-		for (int i = 0; i < 6; i++)
-			cli_table_col(t, cols[i], i == 2 ? CLI_COL_STR : CLI_COL_NUM);
-		cli_table_note(t, "moekit %s profile a2a: MPI_Alltoall, %d ranks, %ld iters after %ld warm-up",
-			       PACKAGE_VERSION, ranks, iters, warmup);
-		cli_table_note(t, "size: bytes each rank sends in total (size / %d to each rank); time: mean per call, max over ranks",
-			       ranks);
-		cli_table_note(t, "algbw = size / time; busbw = algbw x (R-1)/R (nccl-tests' alltoall definitions)");
-		for (int i = 0; i < nsz; i++) {
-			char v[5][32];
-			const char *cells[6];
-			double alg = sizes[i] / times[i], bus = alg * (ranks - 1) / ranks;
-			sum_bus += bus;
-			snprintf(v[0], 32, "%.0f", sizes[i]);
-			snprintf(v[1], 32, "%.0f", sizes[i] / sizeof(float));
-			snprintf(v[2], 32, "%.2f", times[i] * 1e6);
-			snprintf(v[3], 32, "%.3f", alg / 1e9);
-			snprintf(v[4], 32, "%.3f", bus / 1e9);
-			cells[0] = v[0]; cells[1] = v[1]; cells[2] = "float";
-			cells[3] = v[2]; cells[4] = v[3]; cells[5] = v[4];
-			cli_table_row(t, cells);
-		}
-		if (fmt == CLI_FORMAT_TABLE)
-			cli_table_note(t, "avg bus bandwidth over sizes: %.3f GB/s", nsz ? sum_bus / nsz / 1e9 : 0.0);
-		if (db) {
-			struct store *s;
-			int64_t id;
-			char inputs[256], name[64];
-			struct store_run_meta meta = {"profile", label, NULL, NULL, inputs, 0};
-			snprintf(inputs, sizeof inputs,
-				 "{\"benchmark\":\"alltoall\",\"ranks\":%d,\"iters\":%ld,\"warmup\":%ld,"
-				 "\"min_bytes\":%.0f,\"max_bytes\":%.0f}", ranks, iters, warmup, minb, maxb);
-			if ((st = store_open(db, STORE_WRITE, &s)) == MOE_OK) {
-				if ((st = store_run_begin(s, &meta, &id)) == MOE_OK) {
-					for (int i = 0; i < nsz && st == MOE_OK; i++) {
-						double alg = sizes[i] / times[i];
-						struct store_stage_row row = {name, (int)iters, times[i], times[i],
-									      times[i], times[i], 0, 0};
-						snprintf(name, sizeof name, "alltoall %.0fB", sizes[i]);
-						st = store_stage_add(s, id, &row);
-						snprintf(name, sizeof name, "algbw_Bps@%.0f", sizes[i]);
-						if (st == MOE_OK)
-							st = store_metric_add(s, id, name, alg, "B/s");
-						snprintf(name, sizeof name, "busbw_Bps@%.0f", sizes[i]);
-						if (st == MOE_OK)
-							st = store_metric_add(s, id, name, alg * (ranks - 1) / ranks, "B/s");
-					}
-					if (st == MOE_OK)
-						st = store_metric_add(s, id, "avg_busbw_Bps", nsz ? sum_bus / nsz : 0, "B/s");
-					if (st == MOE_OK)
-						st = store_run_done(s, id, NULL);
-					else
-						store_run_fail(s, id, moe_errmsg());
-				}
-				store_close(s);
-			}
-		}
-		if (st == MOE_OK)
-			cli_table_print(t, fmt, stdout);
-		cli_table_free(t);
-	}
-	rc = st == MOE_OK ? (rank == 0 ? cli_finish_stdout(CMD) : 0) : cli_fail(CMD, st);
-	MPI_Finalize();
-	return rc;
-}
 #endif
 
 /* --device: "cpu", "cuda" or "cuda:N".  Returns 1, or 0 after printing the
@@ -1152,7 +1009,286 @@ out:
 	free(y);
 	return rc;
 }
+#endif
 
+/* ------------------------------------------------ all-to-all benchmark */
+
+#if defined(HAVE_MPI) || defined(HAVE_CUDA)
+/* `moekit profile a2a` has two back ends: MPI_Alltoall between the ranks of
+ * mpirun, and NCCL between the GPUs of this node (--device cuda).  They
+ * share the options, the size sweep, the table and the stored run; struct
+ * a2a_bench holds what differs: the help, the words of the preamble and the
+ * stored inputs, and the measurement itself. */
+
+#define A2A_MAX_SIZES 64
+
+struct a2a_opts {
+	double min_B, max_B;    /* the sweep: bytes each peer sends in total */
+	long iters, warmup;
+	long peers;             /* ranks or GPUs taking part (NCCL: 0 until set) */
+	const char *db, *label;
+	enum cli_format fmt;
+};
+
+struct a2a_bench {
+	const char *usage;      /* the --help text */
+	const char *label;      /* the stored run's label without --label */
+	int cuda;               /* takes --device (cuda required) and --gpus */
+	const char *method;     /* preamble: what is timed ("MPI_Alltoall") */
+	const char *peers;      /* preamble: who takes part ("ranks") */
+	const char *peer;       /* one of them ("rank") */
+	const char *letter;     /* their count in the busbw formula ("R") */
+	const char *inputs;     /* stored inputs: JSON members before the count */
+	const char *count_key;  /* stored inputs: the count's key ("ranks") */
+	/* One point of the sweep, about `bytes` sent by each peer in total:
+	 * *time_s the mean of one call over o->iters after o->warmup, maximum
+	 * over the peers; *size_B the bytes each peer really sent (the request
+	 * rounded as the back end needs).  Returns MOE_OK or the back end's
+	 * error (recorded). */
+	enum moe_status (*measure)(const struct a2a_opts *o, size_t bytes, double *time_s,
+				   double *size_B);
+};
+
+/* Parses the a2a options for back end b into *o (peers left 0).  Returns
+ * -1 to go on, or the exit status: --help printed, or a usage error. */
+static int a2a_parse(const struct a2a_bench *b, int argc, char **argv, struct a2a_opts *o)
+{
+	/* --device and --gpus are the NCCL back end's own: the MPI one parses
+	 * with lopts + 2, where they stay unknown options */
+	static const struct option lopts[] = {
+		{"device", required_argument, NULL, 'D'},
+		{"gpus", required_argument, NULL, 'g'},
+		{"min-bytes", required_argument, NULL, 'a'},
+		{"max-bytes", required_argument, NULL, 'b'},
+		{"iters", required_argument, NULL, 'i'},
+		{"warmup", required_argument, NULL, 'w'},
+		{"db", required_argument, NULL, 'd'},
+		{"label", required_argument, NULL, 'L'},
+		{"format", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	long dev;
+	int c, cuda = 0;
+
+	memset(o, 0, sizeof *o);
+	o->min_B = 1024;
+	o->max_B = 64.0 * 1048576;
+	o->iters = 20;
+	o->warmup = 5;
+	o->label = b->label;
+	o->fmt = CLI_FORMAT_TABLE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", b->cuda ? lopts : lopts + 2, NULL)) != -1) {
+		switch (c) {
+		case 'D': if (!parse_device(optarg, &cuda, &dev)) return 2; break;
+		case 'g': if (!cli_parse_long(CMD, "--gpus", optarg, 1, 256, &o->peers)) return 2; break;
+		case 'a':
+		case 'b': {
+			double v;
+			if (moe_units_parse(optarg, MOE_UNIT_BYTES, &v) != MOE_OK || v < 4 || v > 4e9)
+				return cli_usage(CMD, "--%s-bytes %s: expected a size from 4B to 4GB",
+						 c == 'a' ? "min" : "max", optarg);
+			if (c == 'a')
+				o->min_B = v;
+			else
+				o->max_B = v;
+			break;
+		}
+		case 'i': if (!cli_parse_long(CMD, "--iters", optarg, 1, 1000000, &o->iters)) return 2; break;
+		case 'w': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &o->warmup)) return 2; break;
+		case 'd': o->db = optarg; break;
+		case 'L': o->label = optarg; break;
+		case 'f': if (!cli_parse_format(CMD, optarg, &o->fmt)) return 2; break;
+		case 'h': fputs(b->usage, stdout); return cli_finish_stdout(CMD);
+		default: return cli_bad_option(CMD, argc, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage(CMD, "a2a: unexpected argument '%s'", argv[optind]);
+	/* only reached through a2a_wants_cuda, which read the first --device */
+	if (b->cuda && !cuda)
+		return cli_usage(CMD, "a2a: --device cpu: the CPU all-to-all runs over MPI (drop --device)");
+	if (o->min_B > o->max_B)
+		return cli_usage(CMD, "--min-bytes is larger than --max-bytes");
+	return -1;
+}
+
+/* Measures the sizes doubling from o->min_B up to o->max_B (at most
+ * A2A_MAX_SIZES of them) into size_B[] and time_s[], *n of them.  Returns
+ * MOE_OK, or the first failed measurement's status. */
+static enum moe_status a2a_sweep(const struct a2a_bench *b, const struct a2a_opts *o,
+				 double *size_B, double *time_s, int *n)
+{
+	enum moe_status st;
+
+	*n = 0;
+	for (double x = o->min_B; x <= o->max_B && *n < A2A_MAX_SIZES; x *= 2) {
+		if ((st = b->measure(o, (size_t)x, &time_s[*n], &size_B[*n])) != MOE_OK)
+			return st;
+		(*n)++;
+	}
+	return MOE_OK;
+}
+
+/* busbw from algbw over R peers (nccl-tests' alltoall): algbw (R - 1) / R. */
+static double a2a_busbw(double algbw, long peers)
+{
+	return algbw * (double)(peers - 1) / (double)peers;
+}
+
+/* Stores the sweep as a run of kind profile in o->db: one stage per size
+ * (the mean time as every statistic), algbw and busbw per size and the mean
+ * busbw.  Returns MOE_OK or the store's error (the run marked failed when it
+ * was begun). */
+static enum moe_status a2a_store(const struct a2a_bench *b, const struct a2a_opts *o,
+				 const double *size_B, const double *time_s, int n, double avg_bus)
+{
+	struct store *s;
+	int64_t id;
+	char inputs[256], name[64];
+	struct store_run_meta meta = {"profile", o->label, NULL, NULL, inputs, 0};
+	enum moe_status st;
+
+	snprintf(inputs, sizeof inputs,
+		 "{\"benchmark\":\"alltoall\",%s\"%s\":%ld,\"iters\":%ld,\"warmup\":%ld,"
+		 "\"min_bytes\":%.0f,\"max_bytes\":%.0f}", b->inputs, b->count_key, o->peers,
+		 o->iters, o->warmup, o->min_B, o->max_B);
+	if ((st = store_open(o->db, STORE_WRITE, &s)) != MOE_OK)
+		return st;
+	if ((st = store_run_begin(s, &meta, &id)) == MOE_OK) {
+		for (int i = 0; i < n && st == MOE_OK; i++) {
+			double alg = size_B[i] / time_s[i];
+			struct store_stage_row row = {name, (int)o->iters, time_s[i], time_s[i],
+						      time_s[i], time_s[i], 0, 0};
+			snprintf(name, sizeof name, "alltoall %.0fB", size_B[i]);
+			st = store_stage_add(s, id, &row);
+			snprintf(name, sizeof name, "algbw_Bps@%.0f", size_B[i]);
+			if (st == MOE_OK)
+				st = store_metric_add(s, id, name, alg, "B/s");
+			snprintf(name, sizeof name, "busbw_Bps@%.0f", size_B[i]);
+			if (st == MOE_OK)
+				st = store_metric_add(s, id, name, a2a_busbw(alg, o->peers), "B/s");
+		}
+		if (st == MOE_OK)
+			st = store_metric_add(s, id, "avg_busbw_Bps", avg_bus, "B/s");
+		if (st == MOE_OK)
+			st = store_run_done(s, id, NULL);
+		else
+			store_run_fail(s, id, moe_errmsg());
+	}
+	store_close(s);
+	return st;
+}
+
+/* The results of a sweep, from one process (MPI: rank 0): stored when
+ * o->db, then printed in o->fmt as nccl-tests prints them.  Returns MOE_OK,
+ * or the store's error with nothing printed. */
+static enum moe_status a2a_report(const struct a2a_bench *b, const struct a2a_opts *o,
+				  const double *size_B, const double *time_s, int n)
+{
+	static const char *const cols[] = {"size_B", "count", "type", "time_us", "algbw_GBps",
+					   "busbw_GBps"};
+	struct cli_table *t = cli_table_new("alltoall");
+	double sum_bus = 0;
+	enum moe_status st = MOE_OK;
+
+	for (int i = 0; i < 6; i++)
+		cli_table_col(t, cols[i], i == 2 ? CLI_COL_STR : CLI_COL_NUM);
+	cli_table_note(t, "moekit %s profile a2a: %s, %ld %s, %ld iters after %ld warm-up",
+		       PACKAGE_VERSION, b->method, o->peers, b->peers, o->iters, o->warmup);
+	cli_table_note(t, "size: bytes each %s sends in total (size / %ld to each %s); time: mean per call, max over %ss",
+		       b->peer, o->peers, b->peer, b->peer);
+	cli_table_note(t, "algbw = size / time; busbw = algbw x (%s-1)/%s (nccl-tests' alltoall definitions)",
+		       b->letter, b->letter);
+	for (int i = 0; i < n; i++) {
+		char v[5][32];
+		const char *cells[6];
+		double alg = size_B[i] / time_s[i], bus = a2a_busbw(alg, o->peers);
+		sum_bus += bus;
+		snprintf(v[0], 32, "%.0f", size_B[i]);
+		snprintf(v[1], 32, "%.0f", size_B[i] / sizeof(float));
+		snprintf(v[2], 32, "%.2f", time_s[i] * 1e6);
+		snprintf(v[3], 32, "%.3f", alg / 1e9);
+		snprintf(v[4], 32, "%.3f", bus / 1e9);
+		cells[0] = v[0]; cells[1] = v[1]; cells[2] = "float";
+		cells[3] = v[2]; cells[4] = v[3]; cells[5] = v[4];
+		cli_table_row(t, cells);
+	}
+	if (o->fmt == CLI_FORMAT_TABLE)
+		cli_table_note(t, "avg bus bandwidth over sizes: %.3f GB/s", n ? sum_bus / n / 1e9 : 0.0);
+	if (o->db)
+		st = a2a_store(b, o, size_B, time_s, n, n ? sum_bus / n : 0);
+	if (st == MOE_OK)
+		cli_table_print(t, o->fmt, stdout);
+	cli_table_free(t);
+	return st;
+}
+#endif
+
+#ifdef HAVE_MPI
+static const char a2a_usage[] =
+	"Usage: mpirun -np R moekit profile a2a [options]\n\n"
+	"All-to-all microbenchmark over MPI (MPI_Alltoall of float32), sweeping the\n"
+	"bytes each rank sends in total, doubling from --min-bytes to --max-bytes.\n"
+	"Per size: the mean time of one call over --iters (after --warmup), maximum\n"
+	"over ranks; algorithm bandwidth algbw = bytes / time and bus bandwidth\n"
+	"busbw = algbw x (R - 1) / R, as nccl-tests defines them for alltoall.  The\n"
+	"data received is checked.\n\n"
+	"Options:\n"
+	"  --min-bytes SIZE   smallest size (default 1KiB; units as 64KiB, 1MB)\n"
+	"  --max-bytes SIZE   largest size (default 64MiB)\n"
+	"  --iters N          timed calls per size (default 20)\n"
+	"  --warmup N         untimed calls per size (default 5)\n"
+	"  --db FILE          store a run of kind profile (label a2a unless --label)\n"
+	"  --label TEXT       label of the stored run\n"
+	"  --format FMT       table (default), csv or json\n"
+	"  -h, --help         show this help\n";
+
+static enum moe_status a2a_mpi_measure(const struct a2a_opts *o, size_t bytes, double *time_s,
+				       double *size_B)
+{
+	/* prof_a2a_run sends bytes / R rounded down to whole floats, at least one */
+	size_t per = bytes / sizeof(float) / (size_t)o->peers;
+
+	*size_B = (double)((per ? per : 1) * (size_t)o->peers * sizeof(float));
+	return prof_a2a_run(MPI_COMM_WORLD, bytes, (int)o->warmup, (int)o->iters, time_s);
+}
+
+static const struct a2a_bench a2a_mpi = {
+	.usage = a2a_usage,
+	.label = "a2a",
+	.cuda = 0,
+	.method = "MPI_Alltoall",
+	.peers = "ranks",
+	.peer = "rank",
+	.letter = "R",
+	.inputs = "",
+	.count_key = "ranks",
+	.measure = a2a_mpi_measure,
+};
+
+static int run_a2a(int argc, char **argv)
+{
+	struct a2a_opts o;
+	double size_B[A2A_MAX_SIZES], time_s[A2A_MAX_SIZES];
+	int rc, rank, ranks, n;
+	enum moe_status st;
+
+	if ((rc = a2a_parse(&a2a_mpi, argc, argv, &o)) >= 0)
+		return rc;
+	mpi_begin(&rank, &ranks);
+	o.peers = ranks;
+	st = a2a_sweep(&a2a_mpi, &o, size_B, time_s, &n);
+	if (rank == 0 && st == MOE_OK)
+		st = a2a_report(&a2a_mpi, &o, size_B, time_s, n);
+	rc = st == MOE_OK ? (rank == 0 ? cli_finish_stdout(CMD) : 0) : cli_fail(CMD, st);
+	MPI_Finalize();
+	return rc;
+}
+#endif
+
+#ifdef HAVE_CUDA
 static const char a2a_cuda_usage[] =
 	"Usage: moekit profile a2a --device cuda [options]\n\n"
 	"All-to-all microbenchmark between the GPUs of this node with NCCL (one\n"
@@ -1176,138 +1312,44 @@ static const char a2a_cuda_usage[] =
 	"  -h, --help         show this help\n"
 	"Exit status: 0 success, 1 no CUDA device or an NCCL failure, 2 a usage error.\n";
 
+static enum moe_status a2a_nccl_measure(const struct a2a_opts *o, size_t bytes, double *time_s,
+					double *size_B)
+{
+	return prof_cuda_a2a_run((int)o->peers, bytes, (int)o->warmup, (int)o->iters, time_s, size_B);
+}
+
+static const struct a2a_bench a2a_nccl = {
+	.usage = a2a_cuda_usage,
+	.label = "a2a-nccl",
+	.cuda = 1,
+	.method = "NCCL grouped send/recv",
+	.peers = "GPUs of one node",
+	.peer = "GPU",
+	.letter = "G",
+	.inputs = "\"device\":\"cuda\",",
+	.count_key = "gpus",
+	.measure = a2a_nccl_measure,
+};
+
 static int run_a2a_cuda(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"device", required_argument, NULL, 'D'},
-		{"gpus", required_argument, NULL, 'g'},
-		{"min-bytes", required_argument, NULL, 'a'},
-		{"max-bytes", required_argument, NULL, 'b'},
-		{"iters", required_argument, NULL, 'i'},
-		{"warmup", required_argument, NULL, 'w'},
-		{"db", required_argument, NULL, 'd'},
-		{"label", required_argument, NULL, 'L'},
-		{"format", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	double minb = 1024, maxb = 64.0 * 1048576, sizes[64], times[64], sum_bus = 0;
-	long iters = 20, warmup = 5, gpus = 0, dev;
-	const char *db = NULL, *label = "a2a-nccl";
-	enum cli_format fmt = CLI_FORMAT_TABLE;
-	int c, cuda = 0, count, nsz = 0;
+	struct a2a_opts o;
+	double size_B[A2A_MAX_SIZES], time_s[A2A_MAX_SIZES];
+	int rc, count, n;
 	enum moe_status st;
-	struct cli_table *t;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'D': if (!parse_device(optarg, &cuda, &dev)) return 2; break;
-		case 'g': if (!cli_parse_long(CMD, "--gpus", optarg, 1, 256, &gpus)) return 2; break;
-		case 'a':
-		case 'b': {
-			double v;
-			if (moe_units_parse(optarg, MOE_UNIT_BYTES, &v) != MOE_OK || v < 4 || v > 4e9)
-				return cli_usage(CMD, "--%s-bytes %s: expected a size from 4B to 4GB",
-						 c == 'a' ? "min" : "max", optarg);
-			if (c == 'a')
-				minb = v;
-			else
-				maxb = v;
-			break;
-		}
-		case 'i': if (!cli_parse_long(CMD, "--iters", optarg, 1, 1000000, &iters)) return 2; break;
-		case 'w': if (!cli_parse_long(CMD, "--warmup", optarg, 0, 1000000, &warmup)) return 2; break;
-		case 'd': db = optarg; break;
-		case 'L': label = optarg; break;
-		case 'f': if (!cli_parse_format(CMD, optarg, &fmt)) return 2; break;
-		case 'h': fputs(a2a_cuda_usage, stdout); return cli_finish_stdout(CMD);
-		default: return cli_bad_option(CMD, argc, argv);
-		}
-	}
-	if (optind < argc)
-		return cli_usage(CMD, "a2a: unexpected argument '%s'", argv[optind]);
-	if (!cuda)
-		return cli_usage(CMD, "a2a: --device cpu: the CPU all-to-all runs over MPI (drop --device)");
-	if (minb > maxb)
-		return cli_usage(CMD, "--min-bytes is larger than --max-bytes");
+	if ((rc = a2a_parse(&a2a_nccl, argc, argv, &o)) >= 0)
+		return rc;
 	if ((st = prof_cuda_device_count(&count)) != MOE_OK)
 		return cli_fail(CMD, st);
-	if (gpus > count)
-		return cli_usage(CMD, "--gpus %ld: this node has %d GPU%s", gpus, count, count == 1 ? "" : "s");
-	if (!gpus)
-		gpus = count;
-	for (double b = minb; b <= maxb && nsz < 64; b *= 2) {
-		if ((st = prof_cuda_a2a_run((int)gpus, (size_t)b, (int)warmup, (int)iters, &times[nsz],
-					    &sizes[nsz])) != MOE_OK)
-			return cli_fail(CMD, st);
-		nsz++;
-	}
-	t = cli_table_new("alltoall");
-	{
-		const char *cols[] = {"size_B", "count", "type", "time_us", "algbw_GBps", "busbw_GBps"};
-		for (int i = 0; i < 6; i++)
-			cli_table_col(t, cols[i], i == 2 ? CLI_COL_STR : CLI_COL_NUM);
-	}
-	cli_table_note(t, "moekit %s profile a2a: NCCL grouped send/recv, %ld GPUs of one node, %ld iters after %ld warm-up",
-		       PACKAGE_VERSION, gpus, iters, warmup);
-	cli_table_note(t, "size: bytes each GPU sends in total (size / %ld to each GPU); time: mean per call, max over GPUs",
-		       gpus);
-	cli_table_note(t, "algbw = size / time; busbw = algbw x (G-1)/G (nccl-tests' alltoall definitions)");
-	for (int i = 0; i < nsz; i++) {
-		char v[5][32];
-		const char *cells[6];
-		double alg = sizes[i] / times[i], bus = alg * (double)(gpus - 1) / (double)gpus;
-		sum_bus += bus;
-		snprintf(v[0], 32, "%.0f", sizes[i]);
-		snprintf(v[1], 32, "%.0f", sizes[i] / sizeof(float));
-		snprintf(v[2], 32, "%.2f", times[i] * 1e6);
-		snprintf(v[3], 32, "%.3f", alg / 1e9);
-		snprintf(v[4], 32, "%.3f", bus / 1e9);
-		cells[0] = v[0]; cells[1] = v[1]; cells[2] = "float";
-		cells[3] = v[2]; cells[4] = v[3]; cells[5] = v[4];
-		cli_table_row(t, cells);
-	}
-	if (fmt == CLI_FORMAT_TABLE)
-		cli_table_note(t, "avg bus bandwidth over sizes: %.3f GB/s", nsz ? sum_bus / nsz / 1e9 : 0.0);
-	st = MOE_OK;
-	if (db) {
-		struct store *s;
-		int64_t id;
-		char inputs[256], name[64];
-		struct store_run_meta meta = {"profile", label, NULL, NULL, inputs, 0};
-		snprintf(inputs, sizeof inputs,
-			 "{\"benchmark\":\"alltoall\",\"device\":\"cuda\",\"gpus\":%ld,\"iters\":%ld,"
-			 "\"warmup\":%ld,\"min_bytes\":%.0f,\"max_bytes\":%.0f}", gpus, iters, warmup, minb, maxb);
-		if ((st = store_open(db, STORE_WRITE, &s)) == MOE_OK) {
-			if ((st = store_run_begin(s, &meta, &id)) == MOE_OK) {
-				for (int i = 0; i < nsz && st == MOE_OK; i++) {
-					double alg = sizes[i] / times[i];
-					struct store_stage_row row = {name, (int)iters, times[i], times[i],
-								      times[i], times[i], 0, 0};
-					snprintf(name, sizeof name, "alltoall %.0fB", sizes[i]);
-					st = store_stage_add(s, id, &row);
-					snprintf(name, sizeof name, "algbw_Bps@%.0f", sizes[i]);
-					if (st == MOE_OK)
-						st = store_metric_add(s, id, name, alg, "B/s");
-					snprintf(name, sizeof name, "busbw_Bps@%.0f", sizes[i]);
-					if (st == MOE_OK)
-						st = store_metric_add(s, id, name,
-								      alg * (double)(gpus - 1) / (double)gpus, "B/s");
-				}
-				if (st == MOE_OK)
-					st = store_metric_add(s, id, "avg_busbw_Bps", nsz ? sum_bus / nsz : 0, "B/s");
-				if (st == MOE_OK)
-					st = store_run_done(s, id, NULL);
-				else
-					store_run_fail(s, id, moe_errmsg());
-			}
-			store_close(s);
-		}
-	}
+	if (o.peers > count)
+		return cli_usage(CMD, "--gpus %ld: this node has %d GPU%s", o.peers, count,
+				 count == 1 ? "" : "s");
+	if (!o.peers)
+		o.peers = count;
+	st = a2a_sweep(&a2a_nccl, &o, size_B, time_s, &n);
 	if (st == MOE_OK)
-		cli_table_print(t, fmt, stdout);
-	cli_table_free(t);
+		st = a2a_report(&a2a_nccl, &o, size_B, time_s, n);
 	return st == MOE_OK ? cli_finish_stdout(CMD) : cli_fail(CMD, st);
 }
 #endif

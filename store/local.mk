@@ -11,7 +11,7 @@ libmoekit_la_LIBADD += store/libstore.la
 if HAVE_CHECK
 check_PROGRAMS += tests/check_store
 TESTS += tests/check_store
-tests_check_store_SOURCES = tests/check_store.c
+tests_check_store_SOURCES = tests/check_store.c tests/testutil.c tests/testutil.h
 tests_check_store_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SQLITE_CFLAGS)
 tests_check_store_LDADD = store/libstore.la moe/libmoe.la $(CHECK_LIBS) $(SQLITE_LIBS)
 endif

@@ -8,7 +8,7 @@ libmoekit_la_LIBADD += study/libstudy.la
 if HAVE_CHECK
 check_PROGRAMS += tests/check_study
 TESTS += tests/check_study
-tests_check_study_SOURCES = tests/check_study.c
+tests_check_study_SOURCES = tests/check_study.c tests/testutil.c tests/testutil.h
 tests_check_study_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_study_LDADD = study/libstudy.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) \
 	$(INIH_LIBS) $(BLAS_LIBS) -lm

@@ -117,6 +117,37 @@ static void errors(const float *a, const float *ref, size_t n, size_t H, const i
 	*l2_rel = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
 }
 
+/* A plain layer: softmax then top-k, normalized, scaling 1, no shared
+ * expert, bias or groups. */
+static void plain_cfg(struct prof_layer_cfg *c, int hidden, int ffn, int experts, int top_k)
+{
+	memset(c, 0, sizeof *c);
+	c->hidden = hidden;
+	c->ffn = ffn;
+	c->experts = experts;
+	c->top_k = top_k;
+	c->kind = MOE_ROUTE_SOFTMAX_TOPK;
+	c->norm = 1;
+	c->scaling = 1;
+}
+
+/* r seeded with seed, random weights for c (*w, out), then x[nx] (out)
+ * uniform in [-scale / 2, scale / 2) from the same stream (for scale 2 the
+ * same floats as 2 u - 1: u has 32 bits, both forms are exact).  Returns
+ * MOE_OK, or prof_weights_random's error with x untouched. */
+static enum moe_status random_layer(const struct prof_layer_cfg *c, gsl_rng *r, unsigned long seed,
+				    struct prof_weights **w, float *x, size_t nx, double scale)
+{
+	enum moe_status st;
+
+	gsl_rng_set(r, seed);
+	if ((st = prof_weights_random(c, r, w)) != MOE_OK)
+		return st;
+	for (size_t i = 0; i < nx; i++)
+		x[i] = (float)(scale * (gsl_rng_uniform(r) - 0.5));
+	return MOE_OK;
+}
+
 static void policy_of(const struct layer_case *lc, const struct prof_weights *w,
 		      struct moe_route_policy *p)
 {
@@ -163,13 +194,12 @@ static void run_case(const struct layer_case *lc, int device)
 	c.groups_per_token = lc->gpt;
 	c.capacity_factor = lc->capacity;
 	snprintf(c.model_type, sizeof c.model_type, "%s", lc->name);
-	gsl_rng_set(r, 42);
-	st = prof_weights_random(&c, r, &w);
-	CHECK(st == MOE_OK, "prof_weights_random: %s", moe_errmsg());
-	if (st != MOE_OK || !x || !y || !y2 || !yc || !ids || !wts || !load || !keep)
+	if (!x || !y || !y2 || !yc || !ids || !wts || !load || !keep)
 		goto out;
-	for (size_t i = 0; i < n * H; i++)
-		x[i] = (float)(2 * gsl_rng_uniform(r) - 1);
+	st = random_layer(&c, r, 42, &w, x, n * H, 2);
+	CHECK(st == MOE_OK, "prof_weights_random: %s", moe_errmsg());
+	if (st != MOE_OK)
+		goto out;
 	round_weights(w, lc->dtype);
 	prof_cuda_round(x, n * H, lc->dtype);
 	policy_of(lc, w, &pol);
@@ -300,22 +330,12 @@ static void run_errors(int device, int count)
 	enum moe_status st;
 
 	printf("-- errors\n");
-	memset(&c, 0, sizeof c);
-	c.hidden = (int)H;
-	c.ffn = 64;
-	c.experts = 4;
-	c.top_k = 2;
-	c.kind = MOE_ROUTE_SOFTMAX_TOPK;
-	c.norm = 1;
-	c.scaling = 1;
-	gsl_rng_set(r, 7);
-	if (prof_weights_random(&c, r, &w) != MOE_OK) {
+	plain_cfg(&c, (int)H, 64, 4, 2);
+	if (random_layer(&c, r, 7, &w, x, n * H, 1) != MOE_OK) {
 		CHECK(0, "weights: %s", moe_errmsg());
 		gsl_rng_free(r);
 		return;
 	}
-	for (size_t i = 0; i < n * H; i++)
-		x[i] = (float)(gsl_rng_uniform(r) - 0.5);
 
 	o.device = count;
 	st = prof_cuda_new(w, &o, n, &g);
@@ -367,19 +387,9 @@ static void run_timing(int device)
 	enum moe_status st;
 
 	printf("-- timing: H 1024, F 2816, E 8, top-2, 512 tokens, bf16 (warm-up 2, reps 10)\n");
-	memset(&c, 0, sizeof c);
-	c.hidden = (int)H;
-	c.ffn = 2816;
-	c.experts = 8;
-	c.top_k = 2;
-	c.kind = MOE_ROUTE_SOFTMAX_TOPK;
-	c.norm = 1;
-	c.scaling = 1;
-	gsl_rng_set(r, 3);
-	if (!x || !y || prof_weights_random(&c, r, &w) != MOE_OK)
+	plain_cfg(&c, (int)H, 2816, 8, 2);
+	if (!x || !y || random_layer(&c, r, 3, &w, x, n * H, 2) != MOE_OK)
 		goto out;
-	for (size_t i = 0; i < n * H; i++)
-		x[i] = (float)(2 * gsl_rng_uniform(r) - 1);
 	o.device = device;
 	st = prof_cuda_new(w, &o, n, &g);
 	CHECK(st == MOE_OK, "new: %s", moe_errmsg());

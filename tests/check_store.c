@@ -2,6 +2,7 @@
  * migrations, refusal of newer schemas and unwritable paths. */
 #include "config.h"
 #include "store/store.h"
+#include "tests/testutil.h"
 
 #include <check.h>
 #include <sqlite3.h>
@@ -12,21 +13,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[256], dbpath[300];
+static char dbpath[300];
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/moekit-store-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(dbpath, sizeof dbpath, "%s/study.db", dir);
+	ck_assert_int_eq(test_tmpdir_make("moekit-store-"), 0);
+	snprintf(dbpath, sizeof dbpath, "%s", test_path("study.db"));
 }
 
 static void teardown(void)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(test_tmpdir_remove(), 0);
 }
 
 struct rows {
@@ -191,7 +188,7 @@ START_TEST(migrate_empty_file)
 	ck_assert_int_eq(r.n, 0);
 	store_close(s);
 	/* reading a file that does not exist creates nothing */
-	snprintf(dbpath, sizeof dbpath, "%s/none.db", dir);
+	snprintf(dbpath, sizeof dbpath, "%s/none.db", test_dir);
 	ck_assert_int_eq(store_open(dbpath, STORE_READ, &s), MOE_ENOTFOUND);
 	ck_assert_int_ne(access(dbpath, F_OK), 0);
 }
@@ -278,7 +275,7 @@ START_TEST(import_runs)
 	char srcpath[320];
 	int copied = -1, n = -1;
 
-	snprintf(srcpath, sizeof srcpath, "%s/point.db", dir);
+	snprintf(srcpath, sizeof srcpath, "%s/point.db", test_dir);
 	ck_assert_int_eq(store_open(srcpath, STORE_WRITE, &src), MOE_OK);
 	write_run(src, 1);
 	write_run(src, 0); /* left running: must not be copied */

@@ -1,28 +1,24 @@
 /* tests/check_study.c: sweep specifications. */
 #include "config.h"
 #include "study/sweep.h"
+#include "tests/testutil.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-static char dir[256], path[320];
+static char path[320];
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/moekit-study-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/spec.ini", dir);
+	ck_assert_int_eq(test_tmpdir_make("moekit-study-"), 0);
+	snprintf(path, sizeof path, "%s", test_path("spec.ini"));
 }
 
 static void teardown(void)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(test_tmpdir_remove(), 0);
 }
 
 static void write_spec(const char *text)

@@ -10,6 +10,7 @@
 #include "traces/rescale.h"
 #include "traces/stats.h"
 #include "traces/trace.h"
+#include "tests/testutil.h"
 
 #include <check.h>
 #include <gsl/gsl_errno.h>
@@ -20,16 +21,18 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
+/* trace_gen_opts_init, then the shape: layers, experts, top-k, source ranks,
+ * steps and tokens per rank; the rest stays at its default. */
+static void gen_opts(struct trace_gen_opts *o, uint32_t layers, uint32_t experts, uint32_t top_k,
+		     uint32_t ranks, uint64_t steps, uint32_t tokens_per_rank)
 {
-	static char buf[4][512];
-	static int i;
-
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
-	return buf[i];
+	trace_gen_opts_init(o);
+	o->layers = layers;
+	o->experts = experts;
+	o->top_k = top_k;
+	o->ranks = ranks;
+	o->steps = steps;
+	o->tokens_per_rank = tokens_per_rank;
 }
 
 static void gen_ok(const struct trace_gen_opts *o, unsigned long seed, const char *path)
@@ -98,12 +101,9 @@ START_TEST(uniform_first_choice)
 	struct trace_header h;
 	uint64_t *fc;
 
-	trace_gen_opts_init(&o);
-	o.experts = 8;
-	o.top_k = 2;
-	o.tokens_per_rank = 40000;
-	gen_ok(&o, 11, tmp_path("u.moetrace"));
-	fc = first_choices(tmp_path("u.moetrace"), &h);
+	gen_opts(&o, 1, 8, 2, 1, 1, 40000);
+	gen_ok(&o, 11, test_path("u.moetrace"));
+	fc = first_choices(test_path("u.moetrace"), &h);
 	ck_assert_uint_eq(h.experts, 8);
 	ck_assert_uint_eq(h.top_k, 2);
 	ck_assert_uint_eq(h.steps, 1);
@@ -121,13 +121,10 @@ START_TEST(zipf_first_choice)
 	uint64_t *fc;
 	double z = 0, s;
 
-	trace_gen_opts_init(&o);
-	o.experts = 16;
-	o.top_k = 4;
-	o.tokens_per_rank = 50000;
+	gen_opts(&o, 1, 16, 4, 1, 1, 50000);
 	o.zipf_s = 1.2;
-	gen_ok(&o, 5, tmp_path("z.moetrace"));
-	fc = first_choices(tmp_path("z.moetrace"), &h);
+	gen_ok(&o, 5, test_path("z.moetrace"));
+	fc = first_choices(test_path("z.moetrace"), &h);
 	qsort(fc, 16, sizeof *fc, cmp_desc_u64);
 	for (int j = 0; j < 16; j++)
 		z += pow(j + 1, -1.2);
@@ -143,23 +140,17 @@ START_TEST(same_seed_same_bytes)
 {
 	struct trace_gen_opts o;
 
-	trace_gen_opts_init(&o);
-	o.layers = 3;
-	o.experts = 16;
-	o.top_k = 2;
-	o.ranks = 2;
-	o.steps = 3;
-	o.tokens_per_rank = 300;
+	gen_opts(&o, 3, 16, 2, 2, 3, 300);
 	o.zipf_s = 1;
 	o.drift = 20;
 	o.rank_skew = 0.5;
 	o.layer_corr = 0.4;
 	o.logits = 1;
-	gen_ok(&o, 42, tmp_path("s1.moetrace"));
-	gen_ok(&o, 42, tmp_path("s2.moetrace"));
-	gen_ok(&o, 43, tmp_path("s3.moetrace"));
-	ck_assert(files_equal(tmp_path("s1.moetrace"), tmp_path("s2.moetrace")));
-	ck_assert(!files_equal(tmp_path("s1.moetrace"), tmp_path("s3.moetrace")));
+	gen_ok(&o, 42, test_path("s1.moetrace"));
+	gen_ok(&o, 42, test_path("s2.moetrace"));
+	gen_ok(&o, 43, test_path("s3.moetrace"));
+	ck_assert(files_equal(test_path("s1.moetrace"), test_path("s2.moetrace")));
+	ck_assert(!files_equal(test_path("s1.moetrace"), test_path("s3.moetrace")));
 }
 END_TEST
 
@@ -177,15 +168,11 @@ START_TEST(layer_correlation)
 	for (int pass = 0; pass < 2; pass++) {
 		double rho = pass ? 0.5 : 1.0, hit = 0;
 
-		trace_gen_opts_init(&o);
-		o.layers = 2;
-		o.experts = E;
-		o.top_k = 2;
-		o.tokens_per_rank = T;
+		gen_opts(&o, 2, E, 2, 1, 1, T);
 		o.layer_corr = rho;
-		gen_ok(&o, 9, tmp_path("c.moetrace"));
+		gen_ok(&o, 9, test_path("c.moetrace"));
 		memset(pair, 0, sizeof pair);
-		ck_assert_int_eq(trace_reader_open(tmp_path("c.moetrace"), &rd), MOE_OK);
+		ck_assert_int_eq(trace_reader_open(test_path("c.moetrace"), &rd), MOE_OK);
 		{
 			size_t t0 = 0, t1 = 0;
 
@@ -234,15 +221,11 @@ START_TEST(layer_matrix)
 			m[a * E + (a + 1) % E] = 3;
 			m[a * E + a] = 1;
 		}
-	trace_gen_opts_init(&o);
-	o.layers = 2;
-	o.experts = E;
-	o.top_k = 2;
-	o.tokens_per_rank = T;
+	gen_opts(&o, 2, E, 2, 1, 1, T);
 	o.layer_corr = 1;
 	o.layer_matrix = m;
-	gen_ok(&o, 12, tmp_path("m.moetrace"));
-	ck_assert_int_eq(trace_reader_open(tmp_path("m.moetrace"), &rd), MOE_OK);
+	gen_ok(&o, 12, test_path("m.moetrace"));
+	ck_assert_int_eq(trace_reader_open(test_path("m.moetrace"), &rd), MOE_OK);
 	while (trace_reader_next(rd, &c) == MOE_OK && c)
 		for (size_t t = 0; t < c->n; t++) {
 			if (c->layer == 0) {
@@ -263,7 +246,7 @@ START_TEST(layer_matrix)
 	ck_assert_uint_eq(next + same, from);
 	ck_assert_double_eq_tol((double)next / from, 0.75, 0.015);
 	m[3] = -1;
-	ck_assert_int_eq(trace_gen_write(&o, NULL, tmp_path("m2.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, NULL, test_path("m2.moetrace"), NULL), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "layer matrix [0][3]"));
 	free(first0);
 }
@@ -281,15 +264,11 @@ START_TEST(rank_skew)
 		uint64_t *fc;
 		double tv = 0;
 
-		trace_gen_opts_init(&o);
-		o.experts = E;
-		o.top_k = 2;
-		o.ranks = 2;
-		o.tokens_per_rank = T;
+		gen_opts(&o, 1, E, 2, 2, 1, T);
 		o.zipf_s = 1.5;
 		o.rank_skew = pass ? 1.0 : 0.0;
-		gen_ok(&o, 21, tmp_path("r.moetrace"));
-		fc = first_choices(tmp_path("r.moetrace"), &h);
+		gen_ok(&o, 21, test_path("r.moetrace"));
+		fc = first_choices(test_path("r.moetrace"), &h);
 		for (int e = 0; e < E; e++)
 			tv += fabs((double)fc[e] - (double)fc[E + e]) / (2.0 * T);
 		if (pass)
@@ -314,15 +293,11 @@ START_TEST(drift_moves_hot_experts)
 		uint64_t *fc;
 		double tv = 0;
 
-		trace_gen_opts_init(&o);
-		o.experts = E;
-		o.top_k = 2;
-		o.steps = S;
-		o.tokens_per_rank = T;
+		gen_opts(&o, 1, E, 2, 1, S, T);
 		o.zipf_s = 1;
 		o.drift = pass ? 1e9 : 10;
-		gen_ok(&o, 3, tmp_path("d.moetrace"));
-		fc = first_choices(tmp_path("d.moetrace"), &h);
+		gen_ok(&o, 3, test_path("d.moetrace"));
+		fc = first_choices(test_path("d.moetrace"), &h);
 		ck_assert_uint_eq(h.steps, S);
 		for (int s = 1; s < S; s++)
 			for (int e = 0; e < E; e++)
@@ -358,16 +333,11 @@ START_TEST(drift_matches_dirichlet)
 
 		want += 0.5 * sqrt(2 / M_PI) * sqrt(var);
 	}
-	trace_gen_opts_init(&o);
-	o.layers = L;
-	o.experts = E;
-	o.top_k = 2;
-	o.steps = 2;
-	o.tokens_per_rank = T;
+	gen_opts(&o, L, E, 2, 1, 2, T);
 	o.zipf_s = 1;
 	o.drift = 1000;
-	gen_ok(&o, 31, tmp_path("dd.moetrace"));
-	fc = first_choices(tmp_path("dd.moetrace"), &h);
+	gen_ok(&o, 31, test_path("dd.moetrace"));
+	fc = first_choices(test_path("dd.moetrace"), &h);
 	for (int l = 0; l < L; l++)
 		for (int e = 0; e < E; e++)
 			got += fabs((double)fc[(L + l) * E + e] - (double)fc[l * E + e]) / (2.0 * T);
@@ -384,16 +354,10 @@ START_TEST(counts_level)
 	const struct trace_chunk *c;
 	int chunks = 0;
 
-	trace_gen_opts_init(&o);
-	o.layers = 2;
-	o.experts = 8;
-	o.top_k = 2;
-	o.ranks = 3;
-	o.steps = 2;
-	o.tokens_per_rank = 100;
+	gen_opts(&o, 2, 8, 2, 3, 2, 100);
 	o.counts = 1;
-	gen_ok(&o, 1, tmp_path("k.moetrace"));
-	ck_assert_int_eq(trace_reader_open(tmp_path("k.moetrace"), &rd), MOE_OK);
+	gen_ok(&o, 1, test_path("k.moetrace"));
+	ck_assert_int_eq(trace_reader_open(test_path("k.moetrace"), &rd), MOE_OK);
 	ck_assert(trace_reader_header(rd)->flags & TRACE_F_COUNTS);
 	while (trace_reader_next(rd, &c) == MOE_OK && c) {
 		ck_assert_int_eq(c->kind, TRACE_CHUNK_COUNTS);
@@ -422,16 +386,13 @@ START_TEST(logits_reroute_consistently)
 	int32_t ids[500 * 2];
 	float w[500 * 2];
 
-	trace_gen_opts_init(&o);
-	o.experts = 8;
-	o.top_k = 2;
-	o.tokens_per_rank = 500;
+	gen_opts(&o, 1, 8, 2, 1, 1, 500);
 	o.zipf_s = 0.8;
 	o.logits = 1;
-	gen_ok(&o, 2, tmp_path("l.moetrace"));
+	gen_ok(&o, 2, test_path("l.moetrace"));
 	moe_route_policy_init(&p, 8, 2);
 	ck_assert_int_eq(moe_route_workspace_alloc(&p, 500, &ws), MOE_OK);
-	ck_assert_int_eq(trace_reader_open(tmp_path("l.moetrace"), &rd), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("l.moetrace"), &rd), MOE_OK);
 	while (trace_reader_next(rd, &c) == MOE_OK && c) {
 		struct moe_route_out out = {ids, w, NULL, NULL, 0, 0};
 
@@ -464,14 +425,11 @@ START_TEST(popularity_reproduces_loads)
 		sum += pi[i];
 	ck_assert_double_eq_tol(sum, 1, 1e-9);
 	ck_assert(pi[0] > 0.3); /* top-2 flattens: the first choice must be steeper */
-	trace_gen_opts_init(&o);
-	o.experts = 8;
-	o.top_k = 2;
-	o.tokens_per_rank = 30000;
+	gen_opts(&o, 1, 8, 2, 1, 1, 30000);
 	o.popularity = pi;
-	gen_ok(&o, 6, tmp_path("pop.moetrace"));
+	gen_ok(&o, 6, test_path("pop.moetrace"));
 	trace_stats_opts_init(&so);
-	ck_assert_int_eq(trace_stats_compute(tmp_path("pop.moetrace"), &so, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("pop.moetrace"), &so, &s), MOE_OK);
 	for (int i = 0; i < 8; i++) /* no permutation: experts keep their ids */
 		ck_assert_double_eq_tol((double)s->layer[0].load[i] / s->layer[0].slots, share[i],
 					0.01);
@@ -480,7 +438,7 @@ START_TEST(popularity_reproduces_loads)
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "above the 1/2"));
 	ck_assert_int_eq(trace_gen_popularity_for_loads(8, 2, zero, 20000, r, pi), MOE_EINVAL);
 	o.popularity = zero;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("pop0.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("pop0.moetrace"), NULL), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "all zero"));
 	gsl_rng_free(r);
 }
@@ -562,11 +520,11 @@ START_TEST(stats_hand_computed)
 	struct trace_stats *s;
 	const struct trace_layer_stats *ls;
 
-	write_small(tmp_path("small.moetrace"), 0);
+	write_small(test_path("small.moetrace"), 0);
 	trace_stats_opts_init(&o);
 	o.capacity_factor = 1;
 	o.ep = 2;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("small.moetrace"), &o, &s), MOE_OK);
 	ck_assert_uint_eq(s->layers, 1);
 	ls = &s->layer[0];
 	ck_assert_uint_eq(ls->steps, 2);
@@ -603,7 +561,7 @@ START_TEST(stats_hand_computed)
 	/* round-robin: t1's experts 0 and 2 share EP rank 0: sent once */
 	o.placement = MOE_PLACE_ROUND_ROBIN;
 	o.capacity_factor = 0;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("small.moetrace"), &o, &s), MOE_OK);
 	ls = &s->layer[0];
 	ck_assert_uint_eq(ls->dropped, 0);
 	ck_assert_uint_eq(ls->ep_tokens[0], 2);
@@ -621,11 +579,11 @@ START_TEST(stats_count_level)
 	struct trace_stats *s;
 	const struct trace_layer_stats *ls;
 
-	write_small(tmp_path("smallc.moetrace"), 1);
+	write_small(test_path("smallc.moetrace"), 1);
 	trace_stats_opts_init(&o);
 	o.capacity_factor = 1;
 	o.ep = 2;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("smallc.moetrace"), &o, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("smallc.moetrace"), &o, &s), MOE_OK);
 	ls = &s->layer[0];
 	ck_assert_uint_eq(ls->slots, 7);
 	ck_assert_uint_eq(ls->tokens, 3); /* 6 / 2 + 1 / 2 */
@@ -648,21 +606,21 @@ START_TEST(stats_errors)
 	struct trace_stats *s = (void *)1;
 	const int32_t bad[4] = {0, 1, 2, 0};
 
-	write_small(tmp_path("small.moetrace"), 0);
+	write_small(test_path("small.moetrace"), 0);
 	trace_stats_opts_init(&o);
 	o.ep = 3;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	ck_assert_int_eq(trace_stats_compute(test_path("small.moetrace"), &o, &s), MOE_EINVAL);
 	ck_assert_ptr_null(s);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "does not divide"));
 	o.ep = 2;
 	o.expert_rank = bad;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	ck_assert_int_eq(trace_stats_compute(test_path("small.moetrace"), &o, &s), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "expert 2 placed on EP rank 2"));
 	o.expert_rank = NULL;
 	o.placement = MOE_PLACE_BALANCED;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("small.moetrace"), &o, &s), MOE_EINVAL);
+	ck_assert_int_eq(trace_stats_compute(test_path("small.moetrace"), &o, &s), MOE_EINVAL);
 	trace_stats_opts_init(&o);
-	ck_assert_int_ne(trace_stats_compute(tmp_path("missing.moetrace"), &o, &s), MOE_OK);
+	ck_assert_int_ne(trace_stats_compute(test_path("missing.moetrace"), &o, &s), MOE_OK);
 }
 END_TEST
 
@@ -672,13 +630,7 @@ static void gen_logits_trace(const char *path, uint32_t ranks, uint64_t steps, d
 {
 	struct trace_gen_opts o;
 
-	trace_gen_opts_init(&o);
-	o.layers = 2;
-	o.experts = 8;
-	o.top_k = 2;
-	o.ranks = ranks;
-	o.steps = steps;
-	o.tokens_per_rank = 400;
+	gen_opts(&o, 2, 8, 2, ranks, steps, 400);
 	o.zipf_s = zipf;
 	o.logits = 1;
 	gen_ok(&o, 77, path);
@@ -696,17 +648,17 @@ START_TEST(reroute_top1_vs_top2)
 	struct trace_reroute_result res = {tokens, dropped, rerouted};
 	size_t seen = 0;
 
-	gen_logits_trace(tmp_path("g.moetrace"), 2, 2, 1.0);
+	gen_logits_trace(test_path("g.moetrace"), 2, 2, 1.0);
 	moe_route_policy_init(&p, 8, 1);
 	trace_reroute_opts_init(&ro);
 	ro.policy = &p;
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("g1.moetrace"), &ro, &res),
-			 MOE_OK);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("g1.moetrace"), &ro,
+				       &res), MOE_OK);
 	ck_assert_uint_eq(tokens[0], 1600);
 	ck_assert_uint_eq(tokens[1], 1600);
 	ck_assert_uint_eq(dropped[0] + rerouted[0], 0);
-	ck_assert_int_eq(trace_reader_open(tmp_path("g.moetrace"), &a), MOE_OK);
-	ck_assert_int_eq(trace_reader_open(tmp_path("g1.moetrace"), &b), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("g.moetrace"), &a), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("g1.moetrace"), &b), MOE_OK);
 	ck_assert_uint_eq(trace_reader_header(b)->top_k, 1);
 	ck_assert(trace_reader_header(b)->flags & TRACE_F_LOGITS);
 	while (trace_reader_next(a, &ca) == MOE_OK && ca) {
@@ -726,10 +678,10 @@ START_TEST(reroute_top1_vs_top2)
 	trace_reader_close(b);
 	/* top-2 again: identical routes */
 	p.k = 2;
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("g2.moetrace"), &ro, NULL),
-			 MOE_OK);
-	ck_assert_int_eq(trace_reader_open(tmp_path("g.moetrace"), &a), MOE_OK);
-	ck_assert_int_eq(trace_reader_open(tmp_path("g2.moetrace"), &b), MOE_OK);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("g2.moetrace"), &ro,
+				       NULL), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("g.moetrace"), &a), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("g2.moetrace"), &b), MOE_OK);
 	while (trace_reader_next(a, &ca) == MOE_OK && ca) {
 		ck_assert_int_eq(trace_reader_next(b, &cb), MOE_OK);
 		ck_assert_int_eq(memcmp(ca->ids, cb->ids, ca->n * 2 * sizeof *ca->ids), 0);
@@ -752,29 +704,29 @@ START_TEST(reroute_capacity_matches_stats)
 	uint64_t tokens[2], dropped[2], rerouted[2];
 	struct trace_reroute_result res = {tokens, dropped, rerouted};
 
-	gen_logits_trace(tmp_path("g.moetrace"), 3, 2, 1.2);
+	gen_logits_trace(test_path("g.moetrace"), 3, 2, 1.2);
 	moe_route_policy_init(&p, 8, 2);
 	p.capacity_factor = 1;
 	trace_reroute_opts_init(&ro);
 	ro.policy = &p;
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("gc.moetrace"), &ro, &res),
-			 MOE_OK);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("gc.moetrace"), &ro,
+				       &res), MOE_OK);
 	trace_stats_opts_init(&so);
 	so.capacity_factor = 1;
-	ck_assert_int_eq(trace_stats_compute(tmp_path("g.moetrace"), &so, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("g.moetrace"), &so, &s), MOE_OK);
 	ck_assert_uint_gt(dropped[0], 100);
 	ck_assert_uint_eq(dropped[0], s->layer[0].dropped);
 	ck_assert_uint_eq(dropped[1], s->layer[1].dropped);
 	trace_stats_free(s);
 	/* and the re-routed trace holds exactly that many fewer slots */
-	ck_assert_int_eq(trace_stats_compute(tmp_path("gc.moetrace"), &so, &s), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("gc.moetrace"), &so, &s), MOE_OK);
 	ck_assert_uint_eq(s->layer[0].slots, 2400 * 2 - dropped[0]);
 	ck_assert_uint_eq(s->layer[0].dropped, 0);
 	trace_stats_free(s);
 	/* re-routing overflow instead: fewer drops, some moved */
 	p.overflow = MOE_ROUTE_REROUTE;
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("gr.moetrace"), &ro, &res),
-			 MOE_OK);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("gr.moetrace"), &ro,
+				       &res), MOE_OK);
 	ck_assert_uint_gt(rerouted[0], 0);
 }
 END_TEST
@@ -790,22 +742,18 @@ START_TEST(reroute_balancer_flattens)
 	const struct trace_chunk *c;
 	double first = 0, last = 0;
 
-	trace_gen_opts_init(&o);
-	o.experts = 8;
-	o.top_k = 2;
-	o.steps = 30;
-	o.tokens_per_rank = 2000;
+	gen_opts(&o, 1, 8, 2, 1, 30, 2000);
 	o.zipf_s = 1.5;
 	o.logits = 1;
-	gen_ok(&o, 4, tmp_path("b.moetrace"));
+	gen_ok(&o, 4, test_path("b.moetrace"));
 	moe_route_policy_init(&p, 8, 2);
 	p.kind = MOE_ROUTE_SIGMOID_BIAS;
 	trace_reroute_opts_init(&ro);
 	ro.policy = &p;
 	ro.balance_rate = 0.02;
-	ck_assert_int_eq(trace_reroute(tmp_path("b.moetrace"), tmp_path("bb.moetrace"), &ro, NULL),
-			 MOE_OK);
-	ck_assert_int_eq(trace_reader_open(tmp_path("bb.moetrace"), &rd), MOE_OK);
+	ck_assert_int_eq(trace_reroute(test_path("b.moetrace"), test_path("bb.moetrace"), &ro,
+				       NULL), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("bb.moetrace"), &rd), MOE_OK);
 	while (trace_reader_next(rd, &c) == MOE_OK && c) {
 		uint64_t load[8] = {0}, mx = 0;
 
@@ -829,26 +777,26 @@ START_TEST(reroute_errors)
 	struct trace_gen_opts o;
 
 	trace_gen_opts_init(&o); /* ids and weights only */
-	gen_ok(&o, 1, tmp_path("nl.moetrace"));
+	gen_ok(&o, 1, test_path("nl.moetrace"));
 	moe_route_policy_init(&p, 8, 1);
 	trace_reroute_opts_init(&ro);
 	ro.policy = &p;
-	ck_assert_int_eq(trace_reroute(tmp_path("nl.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
-			 MOE_EUNSUPPORTED);
+	ck_assert_int_eq(trace_reroute(test_path("nl.moetrace"), test_path("nlo.moetrace"), &ro,
+				       NULL), MOE_EUNSUPPORTED);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "no router logits"));
-	ck_assert_int_eq(access(tmp_path("nlo.moetrace"), F_OK), -1);
-	write_small(tmp_path("smallc.moetrace"), 1);
-	ck_assert_int_eq(trace_reroute(tmp_path("smallc.moetrace"), tmp_path("nlo.moetrace"), &ro,
+	ck_assert_int_eq(access(test_path("nlo.moetrace"), F_OK), -1);
+	write_small(test_path("smallc.moetrace"), 1);
+	ck_assert_int_eq(trace_reroute(test_path("smallc.moetrace"), test_path("nlo.moetrace"), &ro,
 				       NULL), MOE_EUNSUPPORTED);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "counts only"));
-	gen_logits_trace(tmp_path("g.moetrace"), 1, 1, 0);
+	gen_logits_trace(test_path("g.moetrace"), 1, 1, 0);
 	moe_route_policy_init(&p, 16, 1);
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
-			 MOE_EINVAL);
-	ck_assert_int_eq(access(tmp_path("nlo.moetrace"), F_OK), -1);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("nlo.moetrace"), &ro,
+				       NULL), MOE_EINVAL);
+	ck_assert_int_eq(access(test_path("nlo.moetrace"), F_OK), -1);
 	ro.policy = NULL;
-	ck_assert_int_eq(trace_reroute(tmp_path("g.moetrace"), tmp_path("nlo.moetrace"), &ro, NULL),
-			 MOE_EINVAL);
+	ck_assert_int_eq(trace_reroute(test_path("g.moetrace"), test_path("nlo.moetrace"), &ro,
+				       NULL), MOE_EINVAL);
 }
 END_TEST
 
@@ -879,22 +827,17 @@ START_TEST(rescale_keeps_paths_and_loads)
 	int32_t map[8];
 	size_t n0 = 0, n1 = 0;
 
-	trace_gen_opts_init(&o);
-	o.layers = 2;
-	o.experts = 8;
-	o.top_k = 2;
-	o.ranks = 2;
-	o.tokens_per_rank = T;
+	gen_opts(&o, 2, 8, 2, 2, 1, T);
 	o.zipf_s = 1;
 	o.rank_skew = 0.5;
 	o.layer_corr = 1;
-	gen_ok(&o, 8, tmp_path("p.moetrace"));
-	rescale_ok(tmp_path("p.moetrace"), tmp_path("p6.moetrace"), 6, 1);
-	rescale_ok(tmp_path("p.moetrace"), tmp_path("p6b.moetrace"), 6, 1);
-	ck_assert(files_equal(tmp_path("p6.moetrace"), tmp_path("p6b.moetrace")));
+	gen_ok(&o, 8, test_path("p.moetrace"));
+	rescale_ok(test_path("p.moetrace"), test_path("p6.moetrace"), 6, 1);
+	rescale_ok(test_path("p.moetrace"), test_path("p6b.moetrace"), 6, 1);
+	ck_assert(files_equal(test_path("p6.moetrace"), test_path("p6b.moetrace")));
 	for (int e = 0; e < 8; e++)
 		map[e] = -1;
-	ck_assert_int_eq(trace_reader_open(tmp_path("p6.moetrace"), &rd), MOE_OK);
+	ck_assert_int_eq(trace_reader_open(test_path("p6.moetrace"), &rd), MOE_OK);
 	ck_assert_uint_eq(trace_reader_header(rd)->ranks, 6);
 	while (trace_reader_next(rd, &c) == MOE_OK && c)
 		for (size_t t = 0; t < c->n; t++) {
@@ -911,8 +854,8 @@ START_TEST(rescale_keeps_paths_and_loads)
 	ck_assert_uint_eq(n0, 6 * T);
 	ck_assert_uint_eq(n1, 6 * T);
 	trace_stats_opts_init(&so);
-	ck_assert_int_eq(trace_stats_compute(tmp_path("p.moetrace"), &so, &a), MOE_OK);
-	ck_assert_int_eq(trace_stats_compute(tmp_path("p6.moetrace"), &so, &b), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("p.moetrace"), &so, &a), MOE_OK);
+	ck_assert_int_eq(trace_stats_compute(test_path("p6.moetrace"), &so, &b), MOE_OK);
 	for (int l = 0; l < 2; l++)
 		for (int e = 0; e < 8; e++)
 			ck_assert_double_eq_tol((double)b->layer[l].load[e] / b->layer[l].slots,
@@ -920,8 +863,8 @@ START_TEST(rescale_keeps_paths_and_loads)
 	trace_stats_free(a);
 	trace_stats_free(b);
 	/* fewer ranks: 2 -> 1 pools both, at the average tokens per rank */
-	rescale_ok(tmp_path("p.moetrace"), tmp_path("p1.moetrace"), 1, 2);
-	ck_assert_int_eq(trace_stats_compute(tmp_path("p1.moetrace"), &so, &b), MOE_OK);
+	rescale_ok(test_path("p.moetrace"), test_path("p1.moetrace"), 1, 2);
+	ck_assert_int_eq(trace_stats_compute(test_path("p1.moetrace"), &so, &b), MOE_OK);
 	ck_assert_uint_eq(b->header.ranks, 1);
 	ck_assert_uint_eq(b->layer[0].tokens, T);
 	trace_stats_free(b);
@@ -937,9 +880,9 @@ START_TEST(rescale_counts)
 	const struct trace_chunk *c;
 	const uint64_t want[2][4] = {{4, 2, 4, 2}, {0, 1, 0, 1}};
 
-	write_small(tmp_path("smallc.moetrace"), 1);
-	rescale_ok(tmp_path("smallc.moetrace"), tmp_path("smallc4.moetrace"), 4, 1);
-	ck_assert_int_eq(trace_reader_open(tmp_path("smallc4.moetrace"), &rd), MOE_OK);
+	write_small(test_path("smallc.moetrace"), 1);
+	rescale_ok(test_path("smallc.moetrace"), test_path("smallc4.moetrace"), 4, 1);
+	ck_assert_int_eq(trace_reader_open(test_path("smallc4.moetrace"), &rd), MOE_OK);
 	ck_assert_uint_eq(trace_reader_header(rd)->ranks, 4);
 	while (trace_reader_next(rd, &c) == MOE_OK && c)
 		for (int r = 0; r < 4; r++) {
@@ -969,20 +912,20 @@ START_TEST(rescale_errors)
 	const float wt[2] = {1, 1};
 
 	trace_header_init(&h, 2, 4, 1, 1);
-	ck_assert_int_eq(trace_writer_open(tmp_path("bad.moetrace"), &h, NULL, &w), MOE_OK);
+	ck_assert_int_eq(trace_writer_open(test_path("bad.moetrace"), &h, NULL, &w), MOE_OK);
 	ck_assert_int_eq(trace_writer_add_tokens(w, 0, 0, 2, rk, ids, wt, NULL), MOE_OK);
 	ck_assert_int_eq(trace_writer_add_tokens(w, 0, 1, 1, rk, ids, wt, NULL), MOE_OK);
 	ck_assert_int_eq(trace_writer_close(w), MOE_OK);
-	ck_assert_int_eq(trace_rescale(tmp_path("bad.moetrace"), tmp_path("bad4.moetrace"), &ro, r,
-				       NULL, NULL), MOE_EFORMAT);
+	ck_assert_int_eq(trace_rescale(test_path("bad.moetrace"), test_path("bad4.moetrace"), &ro,
+				       r, NULL, NULL), MOE_EFORMAT);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "step 0 layer 1 holds 1 tokens from rank 0"));
-	ck_assert_int_eq(access(tmp_path("bad4.moetrace"), F_OK), -1);
+	ck_assert_int_eq(access(test_path("bad4.moetrace"), F_OK), -1);
 	ro.ranks = 0;
-	ck_assert_int_eq(trace_rescale(tmp_path("bad.moetrace"), tmp_path("bad4.moetrace"), &ro, r,
-				       NULL, NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_rescale(test_path("bad.moetrace"), test_path("bad4.moetrace"), &ro,
+				       r, NULL, NULL), MOE_EINVAL);
 	ro.ranks = 2;
-	ck_assert_int_ne(trace_rescale(tmp_path("nothere.moetrace"), tmp_path("bad4.moetrace"), &ro,
-				       r, NULL, NULL), MOE_OK);
+	ck_assert_int_ne(trace_rescale(test_path("nothere.moetrace"), test_path("bad4.moetrace"),
+				       &ro, r, NULL, NULL), MOE_OK);
 	gsl_rng_free(r);
 }
 END_TEST
@@ -999,24 +942,24 @@ START_TEST(gen_errors)
 
 	trace_gen_opts_init(&o);
 	o.top_k = 9;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("e.moetrace"), NULL), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "top-k 9"));
 	trace_gen_opts_init(&o);
 	o.layer_corr = 1.5;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("e.moetrace"), NULL), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "layer correlation"));
 	trace_gen_opts_init(&o);
 	o.rank_skew = -0.1;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("e.moetrace"), NULL), MOE_EINVAL);
 	trace_gen_opts_init(&o);
 	o.counts = o.logits = 1;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("e.moetrace"), NULL), MOE_EINVAL);
 	trace_gen_opts_init(&o);
 	moe_route_policy_init(&p, 16, 2);
 	o.policy = &p;
-	ck_assert_int_eq(trace_gen_write(&o, r, tmp_path("e.moetrace"), NULL), MOE_EINVAL);
+	ck_assert_int_eq(trace_gen_write(&o, r, test_path("e.moetrace"), NULL), MOE_EINVAL);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "routing policy"));
-	ck_assert_int_eq(access(tmp_path("e.moetrace"), F_OK), -1);
+	ck_assert_int_eq(access(test_path("e.moetrace"), F_OK), -1);
 	trace_gen_opts_init(&o);
 	ck_assert_int_eq(trace_gen_write(&o, r, "/nonexistent-dir/x.moetrace", NULL), MOE_EIO);
 	ck_assert_int_eq(trace_gen_fit_zipf(one, 3, &s, NULL), MOE_EINVAL);
@@ -1066,9 +1009,7 @@ int main(void)
 	int failed;
 
 	gsl_set_error_handler_off();
-	snprintf(tmpdir, sizeof tmpdir, "%s/check_tracegen.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmpdir)) {
+	if (test_tmpdir_make("check_tracegen.") != 0) {
 		perror("mkdtemp");
 		return EXIT_FAILURE;
 	}
@@ -1077,12 +1018,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	{
-		char cmd[600];
-
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "check_tracegen: could not remove %s\n", tmpdir);
-	}
+	if (test_tmpdir_remove() != 0)
+		fprintf(stderr, "check_tracegen: could not remove %s\n", test_dir);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

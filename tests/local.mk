@@ -2,3 +2,5 @@
 # part's local.mk beside its sources).
 TESTS += tests/cli.sh
 EXTRA_DIST += tests/cli.sh
+# tests/testutil.c and .h (a scratch directory) are shared by several Check
+# runners: each lists them in its own _SOURCES.

@@ -9,7 +9,7 @@ moekit_SOURCES += cli/cmd_trace_gen.c cli/cmd_trace_stats.c cli/cmd_trace_rerout
 if HAVE_CHECK
 check_PROGRAMS += tests/check_tracegen
 TESTS += tests/check_tracegen
-tests_check_tracegen_SOURCES = tests/check_tracegen.c
+tests_check_tracegen_SOURCES = tests/check_tracegen.c tests/testutil.c tests/testutil.h
 tests_check_tracegen_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_tracegen_LDADD = traces/libtraces.la moe/libmoe.la $(CHECK_LIBS) $(ZLIB_LIBS) \
 	$(ZSTD_LIBS) $(LIBZIP_LIBS) $(JANSSON_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm

@@ -114,6 +114,58 @@ static enum moe_status exchange(int me, int gpus, ncclComm_t comm, cudaStream_t 
 	}
 }
 
+/* One direction, on every GPU's thread: sh->warmup untimed exchanges, the
+ * end of a phase (phase_ok), then sh->iters exchanges between events e0 and
+ * e1; *mean_s (out) the mean time of one.  Returns 0 when some GPU failed
+ * before the timed calls (the caller leaves without another phase_ok), else
+ * 1 with *st the timed calls' status.  *st must be MOE_OK on entry. */
+static int timed_exchange(struct a2a_shared *sh, int me, cudaStream_t s, cudaEvent_t e0,
+			  cudaEvent_t e1, float *sb, float *rb, const size_t *sc, const size_t *so,
+			  const size_t *rc, const size_t *ro, double *mean_s, enum moe_status *st)
+{
+	float ms;
+
+	for (int i = 0; i < sh->warmup && *st == MOE_OK; i++)
+		*st = exchange(me, sh->gpus, sh->comms[me], s, sb, rb, sc, so, rc, ro);
+	if (*st == MOE_OK)
+		*st = CUDA_OK(cudaStreamSynchronize(s));
+	if (!phase_ok(sh, *st))
+		return 0;
+	cudaEventRecord(e0, s);
+	for (int i = 0; i < sh->iters && *st == MOE_OK; i++)
+		*st = exchange(me, sh->gpus, sh->comms[me], s, sb, rb, sc, so, rc, ro);
+	cudaEventRecord(e1, s);
+	if (*st == MOE_OK)
+		*st = CUDA_OK(cudaEventSynchronize(e1));
+	if (*st == MOE_OK && (*st = CUDA_OK(cudaEventElapsedTime(&ms, e0, e1))) == MOE_OK)
+		*mean_s = ms * 1e-3 / sh->iters;
+	return 1;
+}
+
+/* What arrived in rb on GPU me: every block tagged with its source, this GPU
+ * and its index (k_fill).  cnt and off are the receive counts and offsets on
+ * the device, bad [2 gpus] device scratch.  Returns MOE_OK, or MOE_ERUNTIME
+ * naming the first source that sent a wrong value (or a CUDA error). */
+static enum moe_status check_received(int me, int gpus, cudaStream_t s, const float *rb,
+				      const size_t *cnt, const size_t *off, unsigned long long *bad)
+{
+	unsigned long long h_bad[2 * 256];
+	enum moe_status st;
+
+	cudaMemsetAsync(bad, 0, (size_t)gpus * sizeof(unsigned long long), s);
+	cudaMemsetAsync(bad + gpus, 0xff, (size_t)gpus * sizeof(unsigned long long), s);
+	k_check<<<1024, 256, 0, s>>>(rb, me, gpus, cnt, off, bad, bad + gpus);
+	if ((st = CUDA_OK(cudaMemcpyAsync(h_bad, bad, 2 * (size_t)gpus * sizeof(unsigned long long),
+					  cudaMemcpyDeviceToHost, s))) != MOE_OK ||
+	    (st = CUDA_OK(cudaStreamSynchronize(s))) != MOE_OK)
+		return st;
+	for (int j = 0; j < gpus; j++)
+		if (h_bad[j])
+			return moe_error(MOE_ERUNTIME, "a2a: GPU %d received %llu wrong values from GPU %d (first at float %llu)",
+					 me, h_bad[j], j, h_bad[gpus + j]);
+	return MOE_OK;
+}
+
 static enum moe_status a2a_rank(struct a2a_thread *t)
 {
 	struct a2a_shared *sh = t->sh;
@@ -121,11 +173,10 @@ static enum moe_status a2a_rank(struct a2a_thread *t)
 	size_t *h = NULL, *sc = NULL, *so = NULL, *rc = NULL, *ro = NULL, stot = 0, rtot = 0;
 	size_t *d_meta = NULL;
 	float *sb = NULL, *rb = NULL;
-	unsigned long long *d_bad = NULL, h_bad[2 * 256];
+	unsigned long long *d_bad = NULL;
 	cudaStream_t s = NULL;
 	cudaEvent_t e0 = NULL, e1 = NULL;
 	enum moe_status st;
-	float ms;
 
 	/* every path goes through phase_ok (label out), so no other GPU's
 	 * thread waits for this one at a barrier */
@@ -163,55 +214,15 @@ out:
 	if (!phase_ok(sh, st))
 		goto done;
 
-	/* dispatch: warm-up, then timed */
-	for (int i = 0; i < sh->warmup && st == MOE_OK; i++)
-		st = exchange(me, R, sh->comms[me], s, sb, rb, sc, so, rc, ro);
+	/* dispatch, its data checked, then the combine: the same blocks back
+	 * (what j sent to me goes back to j) */
+	if (!timed_exchange(sh, me, s, e0, e1, sb, rb, sc, so, rc, ro, &sh->disp_s[me], &st))
+		goto done;
 	if (st == MOE_OK)
-		st = CUDA_OK(cudaStreamSynchronize(s));
+		st = check_received(me, R, s, rb, d_meta + 2 * R, d_meta + 3 * R, d_bad);
 	if (!phase_ok(sh, st))
 		goto done;
-	cudaEventRecord(e0, s);
-	for (int i = 0; i < sh->iters && st == MOE_OK; i++)
-		st = exchange(me, R, sh->comms[me], s, sb, rb, sc, so, rc, ro);
-	cudaEventRecord(e1, s);
-	if (st == MOE_OK)
-		st = CUDA_OK(cudaEventSynchronize(e1));
-	if (st == MOE_OK && (st = CUDA_OK(cudaEventElapsedTime(&ms, e0, e1))) == MOE_OK)
-		sh->disp_s[me] = ms * 1e-3 / sh->iters;
-	if (st != MOE_OK)
-		goto check;
-	/* what arrived: every block tagged with its source, this GPU and index */
-	cudaMemsetAsync(d_bad, 0, (size_t)R * sizeof(unsigned long long), s);
-	cudaMemsetAsync(d_bad + R, 0xff, (size_t)R * sizeof(unsigned long long), s);
-	k_check<<<1024, 256, 0, s>>>(rb, me, R, d_meta + 2 * R, d_meta + 3 * R, d_bad, d_bad + R);
-	if ((st = CUDA_OK(cudaMemcpyAsync(h_bad, d_bad, 2 * (size_t)R * sizeof(unsigned long long),
-					  cudaMemcpyDeviceToHost, s))) == MOE_OK &&
-	    (st = CUDA_OK(cudaStreamSynchronize(s))) == MOE_OK)
-		for (int j = 0; j < R; j++)
-			if (h_bad[j]) {
-				st = moe_error(MOE_ERUNTIME, "a2a: GPU %d received %llu wrong values from GPU %d (first at float %llu)",
-					       me, h_bad[j], j, h_bad[R + j]);
-				break;
-			}
-check:
-	if (!phase_ok(sh, st))
-		goto done;
-
-	/* combine: the same blocks back (what j sent to me goes back to j) */
-	for (int i = 0; i < sh->warmup && st == MOE_OK; i++)
-		st = exchange(me, R, sh->comms[me], s, rb, sb, rc, ro, sc, so);
-	if (st == MOE_OK)
-		st = CUDA_OK(cudaStreamSynchronize(s));
-	if (!phase_ok(sh, st))
-		goto done;
-	cudaEventRecord(e0, s);
-	for (int i = 0; i < sh->iters && st == MOE_OK; i++)
-		st = exchange(me, R, sh->comms[me], s, rb, sb, rc, ro, sc, so);
-	cudaEventRecord(e1, s);
-	if (st == MOE_OK)
-		st = CUDA_OK(cudaEventSynchronize(e1));
-	if (st == MOE_OK && (st = CUDA_OK(cudaEventElapsedTime(&ms, e0, e1))) == MOE_OK)
-		sh->comb_s[me] = ms * 1e-3 / sh->iters;
+	timed_exchange(sh, me, s, e0, e1, rb, sb, rc, ro, sc, so, &sh->comb_s[me], &st);
 done:
 	if (s)
 		cudaStreamSynchronize(s);
