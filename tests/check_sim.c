@@ -1533,6 +1533,35 @@ START_TEST(step_analytic_matches_events_when_uniform)
 }
 END_TEST
 
+START_TEST(step_overlap_is_the_task_graph)
+{
+	struct step_env e;
+	struct sim_layer_out f, b;
+
+	/* two overlapped micro-batches, training: forward and backward layer
+	 * times are the two-stream schedule of their halves, to the bit */
+	step_env_init(&e, SIM_STEP_EVENTS, 0);
+	e.p.micro_batches = 2;
+	e.p.overlap = 1;
+	e.p.phase = MOE_PHASE_TRAINING;
+	for (int i = 0; i < 8 * 64; i++) {
+		e.ex[2 * i] = (i * 5) % 8;
+		e.ex[2 * i + 1] = i % 3 == 0 ? 7 : (i * 5 + 1) % 8;
+	}
+	ck_assert_msg(sim_step_layer(e.s, e.ex, 2, NULL, NULL, &f, &b) == MOE_OK, "%s", moe_errmsg());
+	ck_assert(f.dispatch_s > 0 && f.compute_s > 0 && f.other_s > 0);
+	ck_assert_double_eq(f.total_s, overlap_formula(f.other_s / 2, f.dispatch_s / 2,
+						       f.compute_s / 2, f.combine_s / 2));
+	ck_assert_double_eq(b.total_s, overlap_formula(b.other_s / 2, b.dispatch_s / 2,
+						       b.compute_s / 2, b.combine_s / 2));
+	/* overlap hides something, but never more than the shorter stream */
+	ck_assert(f.total_s < f.other_s + f.dispatch_s + f.compute_s + f.combine_s);
+	ck_assert(f.total_s >= fmax(f.other_s + f.compute_s, f.dispatch_s + f.combine_s));
+	assert_rel(e.s->elapsed_s, f.total_s + b.total_s, 1e-15);
+	step_env_free(&e);
+}
+END_TEST
+
 /* counts[g][e] of a routing ex (G x T x k ids) */
 static void count_routes(const int *ex, int G, int T, int k, int E, double *counts)
 {
@@ -1780,6 +1809,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, compute_roofline_worked_example);
 	tcase_add_test(core, step_hot_gpu_and_tokens);
 	tcase_add_test(core, step_analytic_matches_events_when_uniform);
+	tcase_add_test(core, step_overlap_is_the_task_graph);
 	tcase_add_test(core, step_counts_equal_tokens_without_shared_gpus);
 	tcase_add_test(core, step_counts_capacity_first_come_by_gpu);
 	tcase_add_test(core, step_counts_overstate_shared_gpus);
