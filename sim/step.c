@@ -15,10 +15,61 @@ void sim_step_free(struct sim_step *s)
 		return;
 	sim_net_free(s->net);
 	sim_traffic_free(s->tr);
+	sim_tasks_free(s->mb);
 	free(s->busy_s); free(s->compute_s); free(s->tokens); free(s->sent); free(s->recv);
 	free(s->link_bytes); free(s->link_busy_s); free(s->fin); free(s->fin2); free(s->comp);
 	free(s->load); free(s->lb); free(s->cnt); free(s->dst); free(s->slot); free(s->nslots);
 	free(s);
+}
+
+/* Two micro-batches A and B (step.h): the tasks of one layer, in the order
+ * each stream runs them, which is also the order they are added, so that
+ * a stream freed with two tasks ready takes the earlier one:
+ *
+ *   compute  other A, other B, experts A, experts B
+ *   comms    dispatch A, dispatch B, combine A, combine B
+ *
+ * and per micro-batch other -> dispatch -> experts -> combine.  Each
+ * stream's tasks become ready in that order (experts A needs dispatch A,
+ * which ends no earlier than other B can start; combine A needs experts A,
+ * after other B), so the streams run them in exactly that order. */
+enum { MB_OA, MB_OB, MB_EA, MB_EB, MB_DA, MB_DB, MB_CA, MB_CB };
+
+static enum moe_status overlap_graph(struct sim_step *s)
+{
+	int comp, comm, *t = s->mb_task;
+	enum moe_status st;
+
+	if ((st = sim_tasks_new(8, &s->mb)) != MOE_OK ||
+	    (st = sim_tasks_resource(s->mb, 1, &comp)) != MOE_OK ||
+	    (st = sim_tasks_resource(s->mb, 1, &comm)) != MOE_OK)
+		return st;
+	for (int i = MB_OA; i <= MB_CB; i++)
+		if ((st = sim_tasks_add(s->mb, i <= MB_EB ? comp : comm, 0, &t[i])) != MOE_OK)
+			return st;
+	for (int b = 0; b < 2; b++)
+		if ((st = sim_tasks_after(s->mb, t[MB_DA + b], t[MB_OA + b])) != MOE_OK ||
+		    (st = sim_tasks_after(s->mb, t[MB_EA + b], t[MB_DA + b])) != MOE_OK ||
+		    (st = sim_tasks_after(s->mb, t[MB_CA + b], t[MB_EA + b])) != MOE_OK)
+			return st;
+	return MOE_OK;
+}
+
+/* The layer time of the two micro-batches, each with other work o,
+ * dispatch d, slowest experts e and combine c (seconds). */
+static enum moe_status overlap_total(struct sim_step *s, double o, double d, double e,
+				     double c, double *total)
+{
+	const double dur[8] = {
+		[MB_OA] = o, [MB_OB] = o, [MB_EA] = e, [MB_EB] = e,
+		[MB_DA] = d, [MB_DB] = d, [MB_CA] = c, [MB_CB] = c,
+	};
+	enum moe_status st;
+
+	for (int i = MB_OA; i <= MB_CB; i++)
+		if ((st = sim_tasks_set_duration(s->mb, s->mb_task[i], dur[i])) != MOE_OK)
+			return st;
+	return sim_tasks_run(s->mb, total);
 }
 
 enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster *c,
@@ -78,6 +129,7 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 		MOE_FAIL(MOE_ENOMEM, "step: out of memory");
 	}
 	if ((st = sim_traffic_new(G, t->gpus_per_node, &s->tr)) != MOE_OK ||
+	    (st = overlap_graph(s)) != MOE_OK ||
 	    (o->mode == SIM_STEP_EVENTS && (st = sim_net_new(t, (size_t)G * 16, &s->net)) != MOE_OK)) {
 		sim_step_free(s);
 		return st;
@@ -156,17 +208,6 @@ static double expert_time(struct sim_step *s, int g, double scale)
 	return t;
 }
 
-/* Two micro-batches on a compute and a communication stream (step.h). */
-static double overlap_total(double o, double d, double e, double c)
-{
-	double oa = o, ob = 2 * o;
-	double da = oa + d, db = fmax(da, ob) + d;
-	double ea = fmax(ob, da) + e, eb = fmax(ea, db) + e;
-	double ca = fmax(db, ea) + c, cb = fmax(ca, eb) + c;
-
-	return fmax(cb, eb);
-}
-
 /* Fills one layer's result from its parts (bytes filled by the caller). */
 static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back, double cscale,
 			     double oscale, struct sim_layer_out *r)
@@ -196,7 +237,9 @@ static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back
 	    (st = a2a(s, 1, bpt_back / div, div, s->fin2, &rc)) != MOE_OK)
 		return st;
 	if (mb) {
-		r->total_s = overlap_total(other, rd.completion_s, emax, rc.completion_s);
+		if ((st = overlap_total(s, other, rd.completion_s, emax, rc.completion_s,
+					&r->total_s)) != MOE_OK)
+			return st;
 		r->dispatch_s = 2 * rd.completion_s;
 		r->combine_s = 2 * rc.completion_s;
 		r->compute_s = 2 * emax;

@@ -23,7 +23,8 @@
  * experts(A), experts(B) and a communication stream dispatch(A),
  * dispatch(B), combine(A), combine(B), each task starting when its stream
  * is free and its inputs are ready; the layer ends with the last task.
- * Layers do not overlap each other.
+ * This is a task graph on the engine (sim/engine.h), whose worked example
+ * is this schedule.  Layers do not overlap each other.
  *
  * Backward (phase training): per layer, after the forward: gradients of the
  * outputs travel the dispatch direction, the experts compute twice their
@@ -45,6 +46,7 @@
 #include "moe/model.h"
 #include "sim/a2a.h"
 #include "sim/compute.h"
+#include "sim/engine.h"
 #include "sim/net.h"
 #include "sim/place.h"
 #include "sim/topo.h"
@@ -89,6 +91,10 @@ struct sim_step {
 	int *dst;
 	int *slot;                   /* experts x replicas: index in its GPU's loads */
 	int *nslots;                 /* per GPU */
+	/* the two-micro-batch schedule (overlap_graph in step.c): built once,
+	 * its durations set per phase */
+	struct sim_tasks *mb;
+	int mb_task[8];
 };
 
 /* Prepares the simulation of model m on cluster c (its GPU, or each node

@@ -1,4 +1,4 @@
-/* tests/check_sim.c: the simulator: event queue, topology, flow-level
+/* tests/check_sim.c: the simulator: event queue, task graph, topology, flow-level
  * network (closed forms, conservation, max-min fairness against a simple
  * independent solver), collectives, placement, compute and step models. */
 #include "config.h"
@@ -84,6 +84,504 @@ START_TEST(time_tolerance)
 	ck_assert(!sim_time_same(1e-3, 1e-3 * (1 + 1e-9)));
 	ck_assert(sim_time_same(0, 1e-16));
 	ck_assert(!sim_time_same(0, 1e-12));
+}
+END_TEST
+
+/* ---- tasks ---- */
+
+/* Asserts task i of g ran from s to e (exact: the engine adds durations to
+ * starts that are ends of other tasks, and these are small integers). */
+static void assert_task(const struct sim_tasks *g, int i, double s, double e)
+{
+	ck_assert_msg(sim_tasks_start(g, i) == s && sim_tasks_end(g, i) == e,
+		      "task %d ran %g-%g, expected %g-%g", i, sim_tasks_start(g, i),
+		      sim_tasks_end(g, i), s, e);
+}
+
+/* The two-micro-batch schedule as sim/step.c builds it: tasks other A,
+ * other B, experts A, experts B (compute), dispatch A, dispatch B,
+ * combine A, combine B (comms). */
+static void overlap_graph(struct sim_tasks *g, double o, double d, double e, double c)
+{
+	int comp, comm;
+	const double dur[8] = {o, o, e, e, d, d, c, c};
+
+	sim_tasks_clear(g);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &comp), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &comm), MOE_OK);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(sim_tasks_add(g, i < 4 ? comp : comm, dur[i], NULL), MOE_OK);
+	for (int b = 0; b < 2; b++) {
+		ck_assert_int_eq(sim_tasks_after(g, 4 + b, 0 + b), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, 2 + b, 4 + b), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, 6 + b, 2 + b), MOE_OK);
+	}
+}
+
+/* The hand-written max/plus formula sim/step.c used before the engine had
+ * tasks: the reference the task graph must equal to the bit. */
+static double overlap_formula(double o, double d, double e, double c)
+{
+	double oa = o, ob = 2 * o;
+	double da = oa + d, db = fmax(da, ob) + d;
+	double ea = fmax(ob, da) + e, eb = fmax(ea, db) + e;
+	double ca = fmax(db, ea) + c, cb = fmax(ca, eb) + c;
+
+	return fmax(cb, eb);
+}
+
+START_TEST(tasks_two_streams_worked_example)
+{
+	struct sim_tasks *g;
+	double t;
+	int cs, ns, oa, da;
+
+	/* engine.h's worked example: o = 1, d = 3, e = 2, c = 3 */
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	overlap_graph(g, 1, 3, 2, 3);
+	ck_assert(isnan(sim_tasks_start(g, 0)));    /* not run yet */
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	ck_assert_double_eq(t, 13);
+	assert_task(g, 0, 0, 1);    /* other A */
+	assert_task(g, 1, 1, 2);    /* other B */
+	assert_task(g, 2, 4, 6);    /* experts A: waits for its tokens */
+	assert_task(g, 3, 7, 9);    /* experts B */
+	assert_task(g, 4, 1, 4);    /* dispatch A */
+	assert_task(g, 5, 4, 7);    /* dispatch B */
+	assert_task(g, 6, 7, 10);   /* combine A: ready at 6, stream busy to 7 */
+	assert_task(g, 7, 10, 13);  /* combine B */
+	ck_assert_double_eq(t, overlap_formula(1, 3, 2, 3));
+	/* the header's code snippet */
+	sim_tasks_clear(g);
+	ck_assert_int_eq(sim_tasks_count(g), 0);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &cs), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &ns), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, cs, 1.0, &oa), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, ns, 3.0, &da), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, da, oa), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	ck_assert_double_eq(t, 4);
+	assert_task(g, da, 1, 4);
+	sim_tasks_free(g);
+	sim_tasks_free(NULL);
+}
+END_TEST
+
+START_TEST(tasks_overlap_equals_max_plus)
+{
+	struct sim_tasks *g;
+	unsigned s = 4242;
+	double v[4], t;
+
+	/* random durations over six decades, a quarter of them 0: the engine's
+	 * makespan is the old formula's to the last bit */
+	ck_assert_int_eq(sim_tasks_new(8, &g), MOE_OK);
+	for (int it = 0; it < 2000; it++) {
+		for (int j = 0; j < 4; j++) {
+			s = s * 1103515245u + 12345u;
+			v[j] = (s >> 16) % 4 == 0 ? 0 :
+			       pow(10, -6.0 + 6.0 * ((s >> 8) % 65536) / 65536.0) * (1 + (s % 7) / 3.0);
+		}
+		overlap_graph(g, v[0], v[1], v[2], v[3]);
+		ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+		ck_assert_msg(t == overlap_formula(v[0], v[1], v[2], v[3]),
+			      "o %a d %a e %a c %a: %a", v[0], v[1], v[2], v[3], t);
+	}
+	sim_tasks_free(g);
+}
+END_TEST
+
+START_TEST(tasks_diamond)
+{
+	struct sim_tasks *g;
+	double t;
+	int r1, r2, a, b, c, d;
+
+	/* a -> b, a -> c, b and c -> d; a 2, b 3, c 5, d 1 */
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	for (int shared = 0; shared < 3; shared++) {
+		sim_tasks_clear(g);
+		ck_assert_int_eq(sim_tasks_resource(g, shared == 2 ? 2 : 1, &r1), MOE_OK);
+		ck_assert_int_eq(sim_tasks_resource(g, 1, &r2), MOE_OK);
+		ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 2, &a), MOE_OK);
+		ck_assert_int_eq(sim_tasks_add(g, r1, 3, &b), MOE_OK);
+		ck_assert_int_eq(sim_tasks_add(g, shared ? r1 : r2, 5, &c), MOE_OK);
+		ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 1, &d), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, d, c), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, b, a), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, c, a), MOE_OK);
+		ck_assert_int_eq(sim_tasks_after(g, d, b), MOE_OK);
+		ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+		assert_task(g, a, 0, 2);
+		assert_task(g, b, 2, 5);
+		if (shared == 1) {
+			/* b and c on one stream: b (added first) then c */
+			assert_task(g, c, 5, 10);
+			assert_task(g, d, 10, 11);
+			ck_assert_double_eq(t, 11);
+		} else {
+			/* separate streams, or one of capacity 2: in parallel */
+			assert_task(g, c, 2, 7);
+			assert_task(g, d, 7, 8);
+			ck_assert_double_eq(t, 8);
+		}
+	}
+	sim_tasks_free(g);
+}
+END_TEST
+
+START_TEST(tasks_fifo_by_order_added)
+{
+	struct sim_tasks *g;
+	double t;
+	int r;
+
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &r), MOE_OK);
+	/* 0 (2 s) waits for 3 (1 s); 1 (2 s) and 2 (1 s) are ready at once:
+	 * 1 runs first; at 2 both 0 (ready since 1) and 2 (since 0) wait, and
+	 * 0, added first, goes first */
+	ck_assert_int_eq(sim_tasks_add(g, r, 2, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 2, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 0, 3), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	assert_task(g, 1, 0, 2);
+	assert_task(g, 3, 0, 1);
+	assert_task(g, 0, 2, 4);
+	assert_task(g, 2, 4, 5);
+	ck_assert_double_eq(t, 5);
+
+	/* two ends at one instant: 0 ends first (started first) and readies
+	 * 3, then 1 readies 2; every end at 1 is processed before the stream
+	 * chooses, so 2 (added before 3) runs first */
+	sim_tasks_clear(g);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &r), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 3, 0), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 2, 1), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	assert_task(g, 2, 1, 2);
+	assert_task(g, 3, 2, 3);
+
+	/* zero durations end in a later round of the same instant: 0 (0 s)
+	 * and 1 (0 s, no resource) start at 0; 2 waits for 1, 3 is ready at
+	 * once; when 0 and 1 end (still at 0), 2 and 3 both wait: 2 first */
+	sim_tasks_clear(g);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &r), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 0, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 0, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1, NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 2, 1), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	assert_task(g, 0, 0, 0);
+	assert_task(g, 1, 0, 0);
+	assert_task(g, 2, 0, 1);
+	assert_task(g, 3, 1, 2);
+	ck_assert_double_eq(t, 2);
+	sim_tasks_free(g);
+}
+END_TEST
+
+START_TEST(tasks_capacity_two)
+{
+	struct sim_tasks *g;
+	const double dur[5] = {3, 1, 2, 2, 1};
+	double t;
+	int r;
+
+	/* five ready tasks, two slots: 0 and 1 at 0; 2 when 1 ends at 1; at
+	 * 3 both 0 and 2 end and 3 and 4 take the two slots */
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 2, &r), MOE_OK);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(sim_tasks_add(g, r, dur[i], NULL), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	assert_task(g, 0, 0, 3);
+	assert_task(g, 1, 0, 1);
+	assert_task(g, 2, 1, 3);
+	assert_task(g, 3, 3, 5);
+	assert_task(g, 4, 3, 4);
+	ck_assert_double_eq(t, 5);
+	sim_tasks_free(g);
+}
+END_TEST
+
+struct dur_log {
+	int calls, task;
+	double start_s;
+	enum moe_status fail;
+	double give;
+};
+
+static enum moe_status dur_cb(void *arg, int task, double start_s, double *dur_s)
+{
+	struct dur_log *l = arg;
+
+	l->calls++;
+	l->task = task;
+	l->start_s = start_s;
+	if (l->fail != MOE_OK)
+		return moe_error(l->fail, "link down");
+	*dur_s = l->give;
+	return MOE_OK;
+}
+
+START_TEST(tasks_duration_from_callback)
+{
+	struct sim_tasks *g;
+	struct dur_log l = {0, -1, 0, MOE_OK, 0.25};
+	double t;
+	int r, a, b;
+
+	/* b's duration is known only when it starts, after a on the stream */
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &r), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, r, 1.5, &a), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add_fn(g, r, dur_cb, &l, &b), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	ck_assert_int_eq(l.calls, 1);
+	ck_assert_int_eq(l.task, b);
+	ck_assert_double_eq(l.start_s, 1.5);
+	assert_task(g, b, 1.5, 1.75);
+	ck_assert_double_eq(t, 1.75);
+	/* a callback's error stops the run and comes back with its message */
+	l.fail = MOE_ERUNTIME;
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_ERUNTIME);
+	ck_assert_str_eq(moe_errmsg(), "link down");
+	/* so does a bad duration */
+	l.fail = MOE_OK;
+	l.give = -1;
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: task 1 has duration -1 s: expected a finite "
+			 "number >= 0");
+	l.give = NAN;
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_EINVAL);
+	/* the graph is unchanged: a fixed duration makes it run again */
+	ck_assert_int_eq(sim_tasks_set_duration(g, b, 2), MOE_OK);
+	l.calls = 0;
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	ck_assert_int_eq(l.calls, 0);
+	ck_assert_double_eq(t, 3.5);
+	sim_tasks_free(g);
+}
+END_TEST
+
+START_TEST(tasks_errors)
+{
+	struct sim_tasks *g;
+	double t = -1;
+	int r, id = -7;
+
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	ck_assert_int_eq(sim_tasks_resource(g, 0, &r), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: resource capacity 0: expected at least 1");
+	ck_assert_int_eq(sim_tasks_resource(g, 1, &r), MOE_OK);
+	ck_assert_int_eq(sim_tasks_add(g, 1, 1, &id), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: task 0: resource 1 does not exist (1 resources)");
+	ck_assert_int_eq(sim_tasks_add(g, -2, 1, &id), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_add(g, r, -1e-9, &id), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: task 0 has duration -1e-09 s: expected a "
+			 "finite number >= 0");
+	ck_assert_int_eq(sim_tasks_add(g, r, NAN, &id), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_add(g, r, INFINITY, &id), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_add_fn(g, r, NULL, NULL, &id), MOE_EINVAL);
+	ck_assert_int_eq(id, -7);                   /* untouched on error */
+	ck_assert_int_eq(sim_tasks_count(g), 0);    /* graph unchanged */
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(sim_tasks_add(g, i % 2 ? r : SIM_TASK_NO_RESOURCE, 1, &id), MOE_OK);
+	ck_assert_int_eq(id, 4);
+	ck_assert_int_eq(sim_tasks_set_duration(g, 5, 1), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: task 5 does not exist (5 tasks)");
+	ck_assert_int_eq(sim_tasks_set_duration(g, -1, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_set_duration(g, 2, -3), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_after(g, 5, 0), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: edge from task 0 to task 5: expected tasks 0..4");
+	ck_assert_int_eq(sim_tasks_after(g, 0, -1), MOE_EINVAL);
+	ck_assert_int_eq(sim_tasks_after(g, 3, 3), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: task 3 cannot wait for itself");
+	ck_assert(isnan(sim_tasks_start(g, 99)) && isnan(sim_tasks_end(g, -1)));
+	ck_assert(isnan(sim_tasks_end(g, 0)));      /* never run */
+	/* 0 -> 1 -> 2 -> 3 -> 1: 1, 2 and 3 wait for each other; 4 is free */
+	ck_assert_int_eq(sim_tasks_after(g, 1, 0), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 2, 1), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 3, 2), MOE_OK);
+	ck_assert_int_eq(sim_tasks_after(g, 1, 3), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_EINVAL);
+	ck_assert_str_eq(moe_errmsg(), "task graph: a cycle: task 1 waits for task 3 waits for "
+			 "task 2 waits for task 1");
+	ck_assert_double_eq(t, -1);                 /* untouched on error */
+	/* a long cycle is cut after 8 tasks */
+	sim_tasks_clear(g);
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(sim_tasks_add(g, SIM_TASK_NO_RESOURCE, 1, NULL), MOE_OK);
+		if (i > 0)
+			ck_assert_int_eq(sim_tasks_after(g, i, i - 1), MOE_OK);
+	}
+	ck_assert_int_eq(sim_tasks_after(g, 0, 19), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_EINVAL);
+	ck_assert_msg(strstr(moe_errmsg(), "task graph: a cycle: task ") == moe_errmsg() &&
+		      strstr(moe_errmsg(), " ...") != NULL, "%s", moe_errmsg());
+	/* an empty graph runs, in no time */
+	sim_tasks_clear(g);
+	ck_assert_int_eq(sim_tasks_run(g, &t), MOE_OK);
+	ck_assert_double_eq(t, 0);
+	sim_tasks_free(g);
+}
+END_TEST
+
+/* A random graph: n tasks on nr resources (caps 1, 1, 2, ...) or none,
+ * integer durations 1..5 (sums exact), edges between random labels
+ * following a random permutation, so ids are not in topological order. */
+struct rand_dag {
+	int n, nr, cap[4], res[80];
+	double dur[80];
+	char adj[80][80];  /* adj[p][s]: s waits for p */
+};
+
+static void rand_dag(struct rand_dag *d, unsigned *s)
+{
+	int perm[80];
+
+#define NEXT() (*s = *s * 1103515245u + 12345u, (*s >> 16) & 0x7fff)
+	d->n = 20 + NEXT() % 61;
+	d->nr = 1 + NEXT() % 4;
+	for (int r = 0; r < d->nr; r++)
+		d->cap[r] = r < 2 ? 1 : 2;
+	for (int i = 0; i < d->n; i++) {
+		int j = NEXT() % (i + 1);
+		perm[i] = perm[j];
+		perm[j] = i;
+		d->res[i] = (int)(NEXT() % (d->nr + 1)) - 1;   /* -1: none */
+		d->dur[i] = 1 + NEXT() % 5;
+	}
+	memset(d->adj, 0, sizeof d->adj);
+	for (int a = 0; a < d->n; a++)
+		for (int b = a + 1; b < d->n; b++)
+			if (NEXT() % 8 == 0)
+				d->adj[perm[a]][perm[b]] = 1;
+#undef NEXT
+}
+
+/* The independent reference: advance time to the next end, end every task
+ * due then, and start, in increasing id, each task whose predecessors all
+ * ended and whose resource has room.  O(n^2) per instant. */
+static double list_schedule(const struct rand_dag *d, double *start, double *end)
+{
+	int busy[5] = {0}, ended[80] = {0}, started[80] = {0}, left = d->n;
+	double now = 0, mk = 0;
+
+	while (left > 0) {
+		double next = INFINITY;
+		for (int i = 0; i < d->n; i++) {
+			int ok = !started[i], r = d->res[i];
+			for (int p = 0; p < d->n && ok; p++)
+				if (d->adj[p][i] && !ended[p])
+					ok = 0;
+			if (ok && r >= 0 && busy[r] >= d->cap[r])
+				ok = 0;
+			if (!ok)
+				continue;
+			started[i] = 1;
+			start[i] = now;
+			end[i] = now + d->dur[i];
+			if (r >= 0)
+				busy[r]++;
+		}
+		for (int i = 0; i < d->n; i++)
+			if (started[i] && !ended[i])
+				next = fmin(next, end[i]);
+		ck_assert(isfinite(next));
+		now = next;
+		for (int i = 0; i < d->n; i++)
+			if (started[i] && !ended[i] && end[i] == now) {
+				ended[i] = 1;
+				left--;
+				if (d->res[i] >= 0)
+					busy[d->res[i]]--;
+				mk = fmax(mk, end[i]);
+			}
+	}
+	return mk;
+}
+
+static void build_dag(struct sim_tasks *g, const struct rand_dag *d)
+{
+	sim_tasks_clear(g);
+	for (int r = 0; r < d->nr; r++)
+		ck_assert_int_eq(sim_tasks_resource(g, d->cap[r], NULL), MOE_OK);
+	for (int i = 0; i < d->n; i++)
+		ck_assert_int_eq(sim_tasks_add(g, d->res[i], d->dur[i], NULL), MOE_OK);
+	for (int p = 0; p < d->n; p++)
+		for (int s = 0; s < d->n; s++)
+			if (d->adj[p][s])
+				ck_assert_int_eq(sim_tasks_after(g, s, p), MOE_OK);
+}
+
+START_TEST(tasks_random_dag_against_list_scheduler)
+{
+	static struct rand_dag d;
+	struct sim_tasks *g;
+	double start[80], end[80], mk, t;
+	unsigned s = 777;
+
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	for (int it = 0; it < 300; it++) {
+		rand_dag(&d, &s);
+		build_dag(g, &d);
+		ck_assert_msg(sim_tasks_run(g, &t) == MOE_OK, "%s", moe_errmsg());
+		mk = list_schedule(&d, start, end);
+		ck_assert_double_eq(t, mk);
+		for (int i = 0; i < d.n; i++)
+			assert_task(g, i, start[i], end[i]);
+	}
+	sim_tasks_free(g);
+}
+END_TEST
+
+START_TEST(tasks_deterministic_and_reusable)
+{
+	static struct rand_dag d;
+	struct sim_tasks *g, *h;
+	double a[80], b[80], ta, tb;
+	unsigned s = 99;
+
+	/* the same graph twice, in one object (cleared and rebuilt) and in a
+	 * fresh one, with durations that are not round: identical bits */
+	ck_assert_int_eq(sim_tasks_new(0, &g), MOE_OK);
+	ck_assert_int_eq(sim_tasks_new(500, &h), MOE_OK);
+	rand_dag(&d, &s);
+	for (int i = 0; i < d.n; i++)
+		d.dur[i] = d.dur[i] / 3 + 1e-7 * i;
+	build_dag(g, &d);
+	ck_assert_int_eq(sim_tasks_run(g, &ta), MOE_OK);
+	for (int i = 0; i < d.n; i++)
+		a[i] = sim_tasks_end(g, i);
+	build_dag(g, &d);
+	build_dag(h, &d);
+	ck_assert_int_eq(sim_tasks_run(h, &tb), MOE_OK);
+	ck_assert_double_eq(ta, tb);
+	ck_assert_int_eq(sim_tasks_run(g, &tb), MOE_OK);
+	ck_assert_double_eq(ta, tb);
+	for (int i = 0; i < d.n; i++) {
+		b[i] = sim_tasks_end(g, i);
+		ck_assert(a[i] == b[i] && b[i] == sim_tasks_end(h, i));
+	}
+	/* new durations on the same graph: doubling every duration doubles
+	 * every time (exactly: a power of two) */
+	for (int i = 0; i < d.n; i++)
+		ck_assert_int_eq(sim_tasks_set_duration(g, i, 2 * d.dur[i]), MOE_OK);
+	ck_assert_int_eq(sim_tasks_run(g, &tb), MOE_OK);
+	ck_assert_double_eq(tb, 2 * ta);
+	for (int i = 0; i < d.n; i++)
+		ck_assert(sim_tasks_end(g, i) == 2 * a[i]);
+	sim_tasks_free(g);
+	sim_tasks_free(h);
 }
 END_TEST
 
@@ -1035,6 +1533,35 @@ START_TEST(step_analytic_matches_events_when_uniform)
 }
 END_TEST
 
+START_TEST(step_overlap_is_the_task_graph)
+{
+	struct step_env e;
+	struct sim_layer_out f, b;
+
+	/* two overlapped micro-batches, training: forward and backward layer
+	 * times are the two-stream schedule of their halves, to the bit */
+	step_env_init(&e, SIM_STEP_EVENTS, 0);
+	e.p.micro_batches = 2;
+	e.p.overlap = 1;
+	e.p.phase = MOE_PHASE_TRAINING;
+	for (int i = 0; i < 8 * 64; i++) {
+		e.ex[2 * i] = (i * 5) % 8;
+		e.ex[2 * i + 1] = i % 3 == 0 ? 7 : (i * 5 + 1) % 8;
+	}
+	ck_assert_msg(sim_step_layer(e.s, e.ex, 2, NULL, NULL, &f, &b) == MOE_OK, "%s", moe_errmsg());
+	ck_assert(f.dispatch_s > 0 && f.compute_s > 0 && f.other_s > 0);
+	ck_assert_double_eq(f.total_s, overlap_formula(f.other_s / 2, f.dispatch_s / 2,
+						       f.compute_s / 2, f.combine_s / 2));
+	ck_assert_double_eq(b.total_s, overlap_formula(b.other_s / 2, b.dispatch_s / 2,
+						       b.compute_s / 2, b.combine_s / 2));
+	/* overlap hides something, but never more than the shorter stream */
+	ck_assert(f.total_s < f.other_s + f.dispatch_s + f.compute_s + f.combine_s);
+	ck_assert(f.total_s >= fmax(f.other_s + f.compute_s, f.dispatch_s + f.combine_s));
+	assert_rel(e.s->elapsed_s, f.total_s + b.total_s, 1e-15);
+	step_env_free(&e);
+}
+END_TEST
+
 /* counts[g][e] of a routing ex (G x T x k ids) */
 static void count_routes(const int *ex, int G, int T, int k, int E, double *counts)
 {
@@ -1255,6 +1782,14 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, queue_orders_by_time_then_insertion);
 	tcase_add_test(core, queue_random_against_sort);
 	tcase_add_test(core, time_tolerance);
+	tcase_add_test(core, tasks_two_streams_worked_example);
+	tcase_add_test(core, tasks_overlap_equals_max_plus);
+	tcase_add_test(core, tasks_diamond);
+	tcase_add_test(core, tasks_fifo_by_order_added);
+	tcase_add_test(core, tasks_capacity_two);
+	tcase_add_test(core, tasks_duration_from_callback);
+	tcase_add_test(core, tasks_random_dag_against_list_scheduler);
+	tcase_add_test(core, tasks_deterministic_and_reusable);
 	tcase_add_test(core, topo_routes_rail);
 	tcase_add_test(core, topo_fat_tree_oversubscription_and_spray);
 	tcase_add_test(core, net_one_flow);
@@ -1274,6 +1809,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, compute_roofline_worked_example);
 	tcase_add_test(core, step_hot_gpu_and_tokens);
 	tcase_add_test(core, step_analytic_matches_events_when_uniform);
+	tcase_add_test(core, step_overlap_is_the_task_graph);
 	tcase_add_test(core, step_counts_equal_tokens_without_shared_gpus);
 	tcase_add_test(core, step_counts_capacity_first_come_by_gpu);
 	tcase_add_test(core, step_counts_overstate_shared_gpus);
@@ -1281,6 +1817,7 @@ static Suite *sim_suite(void)
 	suite_add_tcase(s, core);
 	tcase_add_test(errors, topo_errors_and_slowdowns);
 	tcase_add_test(errors, step_counts_errors);
+	tcase_add_test(errors, tasks_errors);
 	suite_add_tcase(s, errors);
 	return s;
 }
