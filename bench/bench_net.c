@@ -9,6 +9,7 @@
  *
  * Usage: bench_net [--gpus N[,N...]] [--cluster NAME] [--multipath spray|ecmp]
  *                  [--coalesce REL]  (sim_net_set_coalesce; default exact)
+ *                  [--traffic uniform|zipf|both]  (default both)
  * Prints one row per case: flows, events, simulated time, wall time,
  * events/s, flows/s, the peak resident memory of the process, and the
  * solver's work: flows it re-solved (summed over events) and flows whose
@@ -109,6 +110,7 @@ int main(int argc, char **argv)
 	const char *cluster = "dgx-h100", *gpus_list = "512,2048";
 	enum sim_multipath mp = SIM_MULTIPATH_SPRAY;
 	char buf[256], *save = NULL;
+	int z0 = 0, z1 = 1;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--gpus") == 0 && i + 1 < argc)
@@ -117,11 +119,16 @@ int main(int argc, char **argv)
 			cluster = argv[++i];
 		else if (strcmp(argv[i], "--coalesce") == 0 && i + 1 < argc)
 			coalesce = atof(argv[++i]);
-		else if (strcmp(argv[i], "--multipath") == 0 && i + 1 < argc)
+		else if (strcmp(argv[i], "--traffic") == 0 && i + 1 < argc) {
+			i++;
+			z0 = strcmp(argv[i], "zipf") == 0;
+			z1 = strcmp(argv[i], "uniform") != 0;
+		} else if (strcmp(argv[i], "--multipath") == 0 && i + 1 < argc)
 			mp = strcmp(argv[++i], "ecmp") == 0 ? SIM_MULTIPATH_ECMP : SIM_MULTIPATH_SPRAY;
 		else {
 			fprintf(stderr, "usage: bench_net [--gpus N[,N...]] [--cluster NAME] "
-					"[--multipath spray|ecmp] [--coalesce REL]\n");
+					"[--multipath spray|ecmp] [--coalesce REL]\n"
+					"                 [--traffic uniform|zipf|both]\n");
 			return 2;
 		}
 	}
@@ -132,7 +139,7 @@ int main(int argc, char **argv)
 	       "maxrss_MB", "solved", "rate_chg");
 	snprintf(buf, sizeof buf, "%s", gpus_list);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-		for (int z = 0; z < 2; z++)
+		for (int z = z0; z <= z1; z++)
 			if (run(cluster, atoi(tok), z, mp) != 0)
 				return 1;
 	return 0;

@@ -176,9 +176,16 @@ static void ih_remove(struct ih_ent *h, int *n, int *pos, int i)
 
 /* ---- the link heap of a recomputation (lazy: keys only grow) ---- */
 
+/* By key; at one key fills before checks (a link that fills at its old
+ * share has nothing left for a check to release: ties are common, in a
+ * symmetric all-to-all every link has the same share); then by link. */
 static inline int lh_less(const struct lheap_ent *a, const struct lheap_ent *b)
 {
-	return a->key < b->key || (a->key == b->key && a->link < b->link);
+	if (a->key != b->key)
+		return a->key < b->key;
+	if ((a->link & 1) != (b->link & 1))
+		return (a->link & 1) < (b->link & 1);
+	return a->link < b->link;
 }
 
 static int lh_push(struct sim_net *n, double key, int link)
@@ -757,14 +764,22 @@ static int recompute(struct sim_net *n)
 	}
 	if (flush(n) != 0)
 		return -1;
-	while (n->lhn > 0) {
-		struct lheap_ent e = lh_pop(n);
-		int l = e.link >> 1;
-		double bw = n->topo->links[l].bw_Bps, share;
+	for (;;) {
+		struct lheap_ent e;
+		int l;
+		double bw, share;
 
+		/* the links a check or a freeze made cheaper to fill get their
+		 * entries before the next pop */
+		if (n->ndirty > 0 && flush(n) != 0)
+			return -1;
+		if (n->lhn == 0)
+			break;
+		e = lh_pop(n);
+		l = e.link >> 1;
+		bw = n->topo->links[l].bw_Bps;
 		if ((e.link & 1) == LH_CHECK) {
-			if ((n->ln[l] > 0 || bw - n->rnew[l] > TOL * bw) &&
-			    (release(n, l) != 0 || flush(n) != 0))
+			if ((n->ln[l] > 0 || bw - n->rnew[l] > TOL * bw) && release(n, l) != 0)
 				return -1;
 			continue;
 		}
@@ -801,11 +816,8 @@ static int recompute(struct sim_net *n)
 				/* the held flows left; A's are accounted at commit */
 				n->lmaxr[l] = mx;
 			}
-			if (n->na > joined) {
-				if (flush(n) != 0 || fill_push(n, l) != 0)
-					return -1;
-				continue;
-			}
+			if (n->na > joined)
+				continue; /* l is dirty: pushed again at its new share */
 		}
 		n->lnew[l] = share;
 		for (int i = 0; i < n->avn[l]; i++) {
