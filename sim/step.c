@@ -18,7 +18,7 @@ void sim_step_free(struct sim_step *s)
 	sim_tasks_free(s->mb);
 	free(s->busy_s); free(s->compute_s); free(s->tokens); free(s->sent); free(s->recv);
 	free(s->link_bytes); free(s->link_busy_s); free(s->fin); free(s->fin2); free(s->comp);
-	free(s->load); free(s->lb); free(s->cnt); free(s->dst); free(s->slot); free(s->nslots);
+	free(s->load); free(s->lb); free(s->cnt); free(s->kexp); free(s->krep); free(s->dst); free(s->slot); free(s->nslots);
 	free(s);
 }
 
@@ -115,6 +115,8 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	s->comp = calloc((size_t)G * 2, sizeof(double));
 	s->load = calloc((size_t)E * R, sizeof(double));
 	s->cnt = calloc((size_t)E, sizeof(double));
+	s->kexp = calloc((size_t)E, sizeof(int64_t));
+	s->krep = calloc((size_t)E * R, sizeof(int64_t));
 	s->dst = calloc(1024, sizeof(int));
 	s->slot = calloc((size_t)E * R, sizeof(int));
 	s->nslots = calloc((size_t)G + 1, sizeof(int));
@@ -123,7 +125,7 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	s->lb = calloc((size_t)t->nlinks + 1, sizeof(double));
 	if (s->busy_s == NULL || s->compute_s == NULL || s->tokens == NULL || s->sent == NULL ||
 	    s->recv == NULL || s->fin == NULL || s->fin2 == NULL || s->comp == NULL ||
-	    s->load == NULL || s->cnt == NULL || s->dst == NULL || s->slot == NULL ||
+	    s->load == NULL || s->cnt == NULL || s->kexp == NULL || s->krep == NULL || s->dst == NULL || s->slot == NULL ||
 	    s->nslots == NULL || s->link_bytes == NULL || s->link_busy_s == NULL || s->lb == NULL) {
 		sim_step_free(s);
 		MOE_FAIL(MOE_ENOMEM, "step: out of memory");
@@ -281,6 +283,8 @@ static enum moe_status layer_begin(struct sim_step *s, int k, double *expert_tok
 	if (s->o.capacity_factor > 0)
 		*cap = ceil(s->o.capacity_factor * (double)s->gpus * s->plan->tokens_per_gpu * k / E);
 	memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
+	memset(s->kexp, 0, (size_t)E * sizeof *s->kexp);
+	memset(s->krep, 0, (size_t)E * R * sizeof *s->krep);
 	memset(s->load, 0, (size_t)E * R * sizeof *s->load);
 	if (expert_tokens != NULL)
 		memset(expert_tokens, 0, (size_t)E * R * sizeof *expert_tokens);
@@ -365,23 +369,29 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 				if (e >= E)
 					MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
 						 m->name);
-				if (s->cnt[e] >= cap) {
+				if ((double)s->kexp[e] >= cap) {
 					dropped++;
 					if (expert_dropped != NULL)
 						expert_dropped[e * R]++;
 					continue;
 				}
-				s->cnt[e]++;
+				s->kexp[e]++;
 				rank = sim_placement_rank(s->place, e, g, i);
 				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
 					r++;
-				keep(s, e, r, 1, expert_tokens);
+				s->krep[e * R + r]++;
 				s->dst[n++] = rank;
 				kept++;
 			}
 			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
 				return st;
 		}
+	for (int e = 0; e < E; e++) {
+		s->cnt[e] = (double)s->kexp[e];
+		for (int r = 0; r < R; r++)
+			if (s->krep[e * R + r] > 0)
+				keep(s, e, r, (double)s->krep[e * R + r], expert_tokens);
+	}
 	return layer_end(s, kept, dropped, fwd, bwd);
 }
 

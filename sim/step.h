@@ -42,6 +42,7 @@
 #ifndef MOEKIT_SIM_STEP_H
 #define MOEKIT_SIM_STEP_H
 
+#include <stdint.h>
 #include "moe/error.h"
 #include "moe/model.h"
 #include "sim/a2a.h"
@@ -88,6 +89,11 @@ struct sim_step {
 	/* scratch */
 	double *fin, *fin2, *comp, *load, *lb;
 	double *cnt;                 /* experts: assignments kept this layer */
+	/* token path: kept assignments per expert and per expert replica,
+	 * counted in integers and added to the loads once per layer (a
+	 * floating-point add per assignment into a hot expert's slot is a
+	 * chain of dependent adds; the sums are the same, exact integers) */
+	int64_t *kexp, *krep;
 	int *dst;
 	int *slot;                   /* experts x replicas: index in its GPU's loads */
 	int *nslots;                 /* per GPU */
