@@ -13,13 +13,16 @@
  * far below anything the model claims to resolve, and it is what lets
  * flows that finish "together" be processed as one event (sim/net.h).
  *
- * The queue.  A binary min-heap of events ordered by (time, insertion
- * sequence): two events at exactly the same time come out in the order
- * they were pushed, so a run is deterministic.  Events are small values
- * (time, kind, one 64-bit datum) stored in the heap's own array, which is
- * the pool: it grows by doubling only when full (reserve it up front with
- * sim_queue_new's reserve) and never shrinks, so pushing and popping on the
- * hot path allocate nothing.
+ * The queue.  Events come out ordered by (time, insertion sequence): two
+ * events at exactly the same time come out in the order they were pushed,
+ * so a run is deterministic.  Events are small values (time, kind, one
+ * 64-bit datum) held in a binary min-heap and, beside it, a few FIFO runs
+ * of events that share one exact time (a model often pushes millions of
+ * events at a handful of times: every flow of an all-to-all is ready after
+ * one of a few latencies; in a run such an event costs O(1) instead of
+ * O(log n)).  The arrays are the pool: they grow by doubling only when full
+ * (reserve the heap up front with sim_queue_new's reserve) and never
+ * shrink, so pushing and popping on the hot path allocate nothing.
  *
  *     struct sim_queue *q;
  *     struct sim_event ev;

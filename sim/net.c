@@ -36,10 +36,6 @@ struct ih_ent {
 	int id;
 };
 
-struct lheap_ent {
-	double key;
-	int link;
-};
 
 struct sim_net {
 	const struct sim_topo *topo;
@@ -80,10 +76,11 @@ struct sim_net {
 	struct ih_ent **bl;   /* per link: its bottlenecked flows by virtual end */
 	int *bln, *blcap;
 	double *lshare, *lnew;
-	double *lkey;         /* key of a link's pending fill entry; INFINITY none */
 	unsigned *mmark;      /* link whose bottlenecked flows joined A */
-	struct lheap_ent *lh;
-	int lhn, lhcap;
+	/* the filling's heap: a link's fill (id = link) and check (id = L +
+	 * link) entries, each in it at most once (position in shpos) */
+	struct ih_ent *sh;
+	int shn, *shpos;
 	int *touched, ntouched, captouched;
 	unsigned epoch;
 	/* end heap over active flows */
@@ -172,66 +169,6 @@ static void ih_remove(struct ih_ent *h, int *n, int *pos, int i)
 	pos[last.id] = i;
 	ih_up(h, pos, i);
 	ih_down(h, *n, pos, pos[last.id]);
-}
-
-/* ---- the link heap of a recomputation (lazy: keys only grow) ---- */
-
-/* By key; at one key fills before checks (a link that fills at its old
- * share has nothing left for a check to release: ties are common, in a
- * symmetric all-to-all every link has the same share); then by link. */
-static inline int lh_less(const struct lheap_ent *a, const struct lheap_ent *b)
-{
-	if (a->key != b->key)
-		return a->key < b->key;
-	if ((a->link & 1) != (b->link & 1))
-		return (a->link & 1) < (b->link & 1);
-	return a->link < b->link;
-}
-
-static int lh_push(struct sim_net *n, double key, int link)
-{
-	struct lheap_ent e = {key, link};
-	int i;
-
-	if (n->lhn == n->lhcap) {
-		int cap = n->lhcap * 2;
-		struct lheap_ent *h = realloc(n->lh, (size_t)cap * sizeof *h);
-		if (h == NULL)
-			return -1;
-		n->lh = h;
-		n->lhcap = cap;
-	}
-	i = n->lhn++;
-	while (i > 0) {
-		int p = (i - 1) / 2;
-		if (!lh_less(&e, &n->lh[p]))
-			break;
-		n->lh[i] = n->lh[p];
-		i = p;
-	}
-	n->lh[i] = e;
-	return 0;
-}
-
-static struct lheap_ent lh_pop(struct sim_net *n)
-{
-	struct lheap_ent top = n->lh[0], last = n->lh[--n->lhn];
-	int i = 0;
-
-	for (;;) {
-		int c = 2 * i + 1;
-		if (c >= n->lhn)
-			break;
-		if (c + 1 < n->lhn && lh_less(&n->lh[c + 1], &n->lh[c]))
-			c++;
-		if (!lh_less(&n->lh[c], &last))
-			break;
-		n->lh[i] = n->lh[c];
-		i = c;
-	}
-	if (n->lhn > 0)
-		n->lh[i] = last;
-	return top;
 }
 
 /* ---- construction ---- */
@@ -329,7 +266,6 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->blcap = calloc((size_t)L + 1, sizeof(int));
 	n->lshare = calloc((size_t)L + 1, sizeof(double));
 	n->lnew = calloc((size_t)L + 1, sizeof(double));
-	n->lkey = calloc((size_t)L + 1, sizeof(double));
 	n->dirty = calloc((size_t)L + 1, sizeof(int));
 	n->av = calloc((size_t)L + 1, sizeof *n->av);
 	n->avn = calloc((size_t)L + 1, sizeof(int));
@@ -343,16 +279,18 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		n->lqpos[l] = -1;
 	n->dmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->mmark = calloc((size_t)L + 1, sizeof(unsigned));
-	n->lhcap = 2 * L + 16;
-	n->lh = malloc((size_t)n->lhcap * sizeof *n->lh);
+	n->sh = malloc((2 * (size_t)L + 2) * sizeof *n->sh);
+	n->shpos = malloc((2 * (size_t)L + 2) * sizeof(int));
+	for (int i = 0; n->shpos != NULL && i < 2 * L + 2; i++)
+		n->shpos[i] = -1;
 	n->captouched = 1024;
 	n->touched = malloc((size_t)n->captouched * sizeof(int));
 	if (n->lf == NULL || n->lfn == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
 	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
-	    n->comp_links == NULL || n->lh == NULL || n->touched == NULL || n->bl == NULL ||
+	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
 	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
-	    n->lnew == NULL || n->lkey == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
+	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
 	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
 	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
@@ -375,10 +313,10 @@ void sim_net_free(struct sim_net *n)
 		free(n->av[l]);
 	free(n->av);
 	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
-	free(n->lnew); free(n->lkey); free(n->dirty); free(n->avn); free(n->avcap); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
+	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
-	free(n->lmark); free(n->comp_links); free(n->lh); free(n->touched);
+	free(n->lmark); free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
 	free(n->h); free(n->bytes); free(n->t_end);
 	free(n->lat); free(n->tag); free(n->pos);
 	free(n->started); free(n->alist); 
@@ -592,10 +530,21 @@ static double bl_remove(struct sim_net *n, int f)
 
 #define TOL 1e-9
 
-/* Heap entries of a solve: a link's fair share (when it may freeze), or
- * the old share of a link where held flows are bottlenecked (when to check
- * that they still are). */
-enum { LH_FILL = 0, LH_CHECK = 1 };
+
+/* Puts entry id in the filling's heap at key, or moves it there. */
+static void sh_set(struct sim_net *n, int id, double key)
+{
+	int i = n->shpos[id];
+
+	if (i >= 0) {
+		ih_rekey(n->sh, n->shn, n->shpos, i, key);
+		return;
+	}
+	i = n->shn++;
+	n->sh[i].key = key;
+	n->sh[i].id = id;
+	ih_up(n->sh, n->shpos, i);
+}
 
 /* First use of link m in this solve: the rate on it is what the held flows
  * carry; nothing in A yet. */
@@ -608,10 +557,9 @@ static int solve_link(struct sim_net *n, int m)
 	n->rnew[m] = n->lrate[m];
 	n->ln[m] = 0;
 	n->lnew[m] = -1;
-	n->lkey[m] = INFINITY;
 	n->avn[m] = 0;
-	if (n->bln[m] > 0 && lh_push(n, n->lshare[m], m << 1 | LH_CHECK) != 0)
-		return -1;
+	if (n->bln[m] > 0)
+		sh_set(n, n->L + m, n->lshare[m]);
 	return 0;
 }
 
@@ -622,29 +570,25 @@ static inline double solve_share(const struct sim_net *n, int m)
 	return c > 0 ? c / n->ln[m] : 0;
 }
 
-/* Makes sure link m's fill entry is no later than its share: one entry per
- * link, pushed again only when the share drops below it (a share that grew
- * is found on popping, and pushed again then). */
-static inline int fill_push(struct sim_net *n, int m)
+/* Makes sure link m's fill entry is no later than its share (a share that
+ * grew is found when the entry comes out, and it goes back in then). */
+static inline void fill_push(struct sim_net *n, int m)
 {
-	double sh = solve_share(n, m);
+	double x = solve_share(n, m);
+	int i = n->shpos[m];
 
-	if (sh >= n->lkey[m])
-		return 0;
-	n->lkey[m] = sh;
-	return lh_push(n, sh, m << 1 | LH_FILL);
+	if (i < 0 || x < n->sh[i].key)
+		sh_set(n, m, x);
 }
 
-/* Pushes the entries of the links joins made cheaper to fill, once each,
- * after a batch of joins (one entry per link and batch, not per join). */
-static int flush(struct sim_net *n)
+/* Moves up the fill entries of the links that joins made cheaper to fill,
+ * once per link after a batch of joins, not once per join. */
+static void flush(struct sim_net *n)
 {
 	for (int i = 0; i < n->ndirty; i++)
-		if (fill_push(n, n->dirty[i]) != 0)
-			return -1;
+		fill_push(n, n->dirty[i]);
 	n->ndirty = 0;
 	n->epD = ++n->epoch;
-	return 0;
 }
 
 /* Takes flow f out of the held flows into A (unfrozen): its old rate
@@ -746,7 +690,6 @@ static int recompute(struct sim_net *n)
 	n->epD = ++n->epoch;
 	n->na = 0;
 	n->ncl = 0;
-	n->lhn = 0;
 	n->ndirty = 0;
 	n->st.recomputes++;
 	n->st.solves++;
@@ -762,37 +705,33 @@ static int recompute(struct sim_net *n)
 			if (join(n, n->started[i]) != 0)
 				return -1;
 	}
-	if (flush(n) != 0)
-		return -1;
+	flush(n);
 	for (;;) {
-		struct lheap_ent e;
+		struct ih_ent e;
 		int l;
 		double bw, share;
 
 		/* the links a check or a freeze made cheaper to fill get their
 		 * entries before the next pop */
-		if (n->ndirty > 0 && flush(n) != 0)
-			return -1;
-		if (n->lhn == 0)
+		if (n->ndirty > 0)
+			flush(n);
+		if (n->shn == 0)
 			break;
-		e = lh_pop(n);
-		l = e.link >> 1;
+		e = n->sh[0];
+		ih_remove(n->sh, &n->shn, n->shpos, 0);
+		l = e.id < n->L ? e.id : e.id - n->L;
 		bw = n->topo->links[l].bw_Bps;
-		if ((e.link & 1) == LH_CHECK) {
+		if (e.id >= n->L) {
 			if ((n->ln[l] > 0 || bw - n->rnew[l] > TOL * bw) && release(n, l) != 0)
 				return -1;
 			continue;
 		}
-		if (e.key != n->lkey[l])
-			continue; /* superseded by a lower key, already popped */
-		n->lkey[l] = INFINITY;
 		if (n->ln[l] == 0)
 			continue;
 		share = solve_share(n, l);
 		if (share > e.key * (1 + TOL) + 1e-300) {
 			/* the share grew since the entry was pushed */
-			if (fill_push(n, l) != 0)
-				return -1;
+			fill_push(n, l);
 			continue;
 		}
 		/* held flows faster than this level cannot stay: the link is

@@ -78,6 +78,54 @@ START_TEST(queue_random_against_sort)
 }
 END_TEST
 
+/* Pushes and pops interleaved, times from a few repeated values (the
+ * queue's runs) and random ones (its heap), against a linear scan for the
+ * least (time, sequence). */
+START_TEST(queue_interleaved_against_scan)
+{
+	struct sim_queue *q;
+	struct sim_event ev;
+	enum { N = 4000 };
+	static double t[N];
+	static int live[N];
+	int nl = 0, pushed = 0;
+	unsigned s = 777;
+	double now = 0;
+
+	ck_assert_int_eq(sim_queue_new(0, &q), MOE_OK);
+	while (pushed < N || nl > 0) {
+		s = s * 1103515245u + 12345u;
+		if (pushed < N && ((s >> 16) % 3 != 0 || nl == 0)) {
+			/* never before the last pop: a simulation only schedules ahead */
+			s = s * 1103515245u + 12345u;
+			if ((s >> 16) % 2)
+				t[pushed] = now + (double)((s >> 17) % 6); /* a few times, often */
+			else
+				t[pushed] = now + (double)((s >> 17) % 1000) / 37.0;
+			ck_assert_int_eq(sim_queue_push(q, t[pushed], 1, pushed), MOE_OK);
+			live[nl++] = pushed++;
+		} else {
+			int best = 0;
+			for (int i = 1; i < nl; i++)
+				if (t[live[i]] < t[live[best]] ||
+				    (t[live[i]] == t[live[best]] && live[i] < live[best]))
+					best = i;
+			ck_assert_uint_eq(sim_queue_len(q), (unsigned)nl);
+			ck_assert(sim_queue_peek(q, &ev));
+			ck_assert_int_eq(ev.data, live[best]);
+			ck_assert(sim_queue_pop(q, &ev));
+			ck_assert_int_eq(ev.data, live[best]);
+			now = ev.t_s;
+			live[best] = live[--nl];
+		}
+	}
+	ck_assert(!sim_queue_pop(q, &ev));
+	sim_queue_clear(q);
+	ck_assert_uint_eq(sim_queue_len(q), 0);
+	sim_queue_free(q);
+}
+END_TEST
+
 START_TEST(time_tolerance)
 {
 	ck_assert(sim_time_same(1e-3, 1e-3 * (1 + 1e-12)));
@@ -1781,6 +1829,7 @@ static Suite *sim_suite(void)
 
 	tcase_add_test(core, queue_orders_by_time_then_insertion);
 	tcase_add_test(core, queue_random_against_sort);
+	tcase_add_test(core, queue_interleaved_against_scan);
 	tcase_add_test(core, time_tolerance);
 	tcase_add_test(core, tasks_two_streams_worked_example);
 	tcase_add_test(core, tasks_overlap_equals_max_plus);
