@@ -20,15 +20,19 @@
 enum { EV_START = 1 };
 enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
 
-/* The fields of a flow that solving touches, packed together so that
- * visiting a flow costs one cache miss, not one per array. */
+/* The fields of a flow that solving and ending it touch, packed into one
+ * 64-byte line (the array is 64-byte aligned) so that visiting a flow
+ * costs one cache miss, not one per array. */
 struct flow_hot {
+	double bytes, t_end;  /* t_end: when it ended; NaN while it runs */
 	int path[SIM_PATH_MAX - 1];
 	int plen;
 	int bott;             /* bottleneck link (its share is the rate); -1 none */
 	unsigned amark;       /* epoch mark: in A */
 	unsigned char state;  /* F_PENDING, F_ACTIVE, F_DONE */
 };
+
+_Static_assert(sizeof(struct flow_hot) == 64, "a flow's record is one cache line");
 
 /* An entry of an indexed heap: a key and whose it is (a flow or a link). */
 struct ih_ent {
@@ -43,7 +47,7 @@ struct sim_net {
 	/* flows */
 	int nf, capf;
 	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
-	double *bytes, *t_end, *lat;
+	double *lat;
 	int64_t *tag;
 	int (*pos)[SIM_PATH_MAX];
 	/* links */
@@ -63,11 +67,16 @@ struct sim_net {
 	/* per link: A's flows on it (their index in alist), contiguous so the
 	 * filling reads them in order instead of chasing a list */
 	int **av, *avn, *avcap;
-	/* per flow of A, by its index in alist: frozen mark, new rate and
-	 * bottleneck (dense, so the filling does not touch a flow twice) */
-	unsigned char *afrozen;
-	double *anrate;
-	int *anbott;
+	int *avdone;          /* per link: its first avdone entries are frozen */
+	/* per flow of A, by its index in alist: what the filling and the
+	 * commit read of it, copied when it joins, so that they touch the
+	 * flow's own record (somewhere in a large array) once, not three times */
+	struct aflow {
+		double old, nrate;    /* rate before the solve; after */
+		int path[SIM_PATH_MAX - 1];
+		int obott, nbott;     /* bottleneck before; after */
+		unsigned char plen, frozen;
+	} *af;
 	double *lmaxr;        /* per link: no flow on it is faster (an upper bound) */
 	unsigned *dmark;
 	int full;             /* recompute whole components (reference mode) */
@@ -195,12 +204,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	free(n->h);
 	n->h = x;
 
-	if (grow1(n->bytes, sizeof *n->bytes, cap, &x) != 0)
-		return -1;
-	n->bytes = x;
-	if (grow1(n->t_end, sizeof *n->t_end, cap, &x) != 0)
-		return -1;
-	n->t_end = x;
 	if (grow1(n->lat, sizeof *n->lat, cap, &x) != 0)
 		return -1;
 	n->lat = x;
@@ -219,15 +222,9 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->bpos, sizeof *n->bpos, cap, &x) != 0)
 		return -1;
 	n->bpos = x;
-	if (grow1(n->afrozen, sizeof *n->afrozen, cap, &x) != 0)
+	if (grow1(n->af, sizeof *n->af, cap, &x) != 0)
 		return -1;
-	n->afrozen = x;
-	if (grow1(n->anrate, sizeof *n->anrate, cap, &x) != 0)
-		return -1;
-	n->anrate = x;
-	if (grow1(n->anbott, sizeof *n->anbott, cap, &x) != 0)
-		return -1;
-	n->anbott = x;
+	n->af = x;
 	if (grow1(n->ended, sizeof *n->ended, cap, &x) != 0)
 		return -1;
 	n->ended = x;
@@ -270,6 +267,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->av = calloc((size_t)L + 1, sizeof *n->av);
 	n->avn = calloc((size_t)L + 1, sizeof(int));
 	n->avcap = calloc((size_t)L + 1, sizeof(int));
+	n->avdone = calloc((size_t)L + 1, sizeof(int));
 	n->lmaxr = calloc((size_t)L + 1, sizeof(double));
 	n->vclk = calloc((size_t)L + 1, sizeof(double));
 	n->vt = calloc((size_t)L + 1, sizeof(double));
@@ -290,7 +288,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
 	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
 	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
-	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
+	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->avdone == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
 	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
 	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
@@ -313,14 +311,14 @@ void sim_net_free(struct sim_net *n)
 		free(n->av[l]);
 	free(n->av);
 	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
-	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
+	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->avdone); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
-	free(n->h); free(n->bytes); free(n->t_end);
+	free(n->h);
 	free(n->lat); free(n->tag); free(n->pos);
 	free(n->started); free(n->alist); 
-	free(n->bpos); free(n->afrozen); free(n->anrate); free(n->anbott);
+	free(n->bpos); free(n->af);
 	free(n->ended);
 	sim_queue_free(n->q);
 	free(n);
@@ -385,8 +383,8 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	if (sim_queue_push(n->q, start_s + p->lat_s, EV_START, f) != MOE_OK)
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for events");
 	n->nf++;
-	n->bytes[f] = bytes;
-	n->t_end[f] = NAN;
+	n->h[f].bytes = bytes;
+	n->h[f].t_end = NAN;
 	n->lat[f] = p->lat_s;
 	n->tag[f] = tag;
 	n->h[f].state = F_PENDING;
@@ -470,13 +468,18 @@ static inline double vclock(const struct sim_net *n, int l)
 
 /* Puts link l in the link heap at the end time of its first bottlenecked
  * flow, or takes it out when it has none. */
+static inline double link_next_end(const struct sim_net *n, int l)
+{
+	if (n->bln[l] == 0 || !(n->lshare[l] > 0))
+		return INFINITY;
+	return n->vt[l] + (n->bl[l][0].key - n->vclk[l]) / n->lshare[l];
+}
+
 static void lq_update(struct sim_net *n, int l)
 {
-	double t = INFINITY;
+	double t = link_next_end(n, l);
 	int i = n->lqpos[l];
 
-	if (n->bln[l] > 0 && n->lshare[l] > 0)
-		t = n->vt[l] + (n->bl[l][0].key - n->vclk[l]) / n->lshare[l];
 	if (t == INFINITY) {
 		if (i >= 0)
 			ih_remove(n->lq, &n->lqn, n->lqpos, i);
@@ -521,7 +524,7 @@ static double bl_remove(struct sim_net *n, int f)
 	double rem;
 
 	if (l < 0)
-		return n->bytes[f];
+		return n->h[f].bytes;
 	rem = n->bl[l][n->bpos[f]].key - vclock(n, l);
 	ih_remove(n->bl[l], &n->bln[l], n->bpos, n->bpos[f]);
 	n->h[f].bott = -1;
@@ -558,6 +561,7 @@ static int solve_link(struct sim_net *n, int m)
 	n->ln[m] = 0;
 	n->lnew[m] = -1;
 	n->avn[m] = 0;
+	n->avdone[m] = 0;
 	if (n->bln[m] > 0)
 		sh_set(n, n->L + m, n->lshare[m]);
 	return 0;
@@ -595,13 +599,19 @@ static void flush(struct sim_net *n)
  * leaves every link of its path, which it now competes for. */
 static int join(struct sim_net *n, int f)
 {
+	struct aflow *a;
 	double r;
 
 	if (n->h[f].amark == n->epA || n->h[f].state != F_ACTIVE)
 		return 0;
 	n->h[f].amark = n->epA;
 	r = rate_of(n, f);
-	n->afrozen[n->na] = 0;
+	a = &n->af[n->na];
+	a->old = r;
+	a->obott = n->h[f].bott;
+	a->plen = (unsigned char)n->h[f].plen;
+	a->frozen = 0;
+	memcpy(a->path, n->h[f].path, sizeof a->path);
 	n->alist[n->na++] = f;
 	n->st.flow_visits++;
 	for (int k = 0; k < n->h[f].plen; k++) {
@@ -759,20 +769,22 @@ static int recompute(struct sim_net *n)
 				continue; /* l is dirty: pushed again at its new share */
 		}
 		n->lnew[l] = share;
-		for (int i = 0; i < n->avn[l]; i++) {
-			int ai = n->av[l][i], f;
-			if (n->afrozen[ai])
+		/* a link can freeze again when flows join later; those before
+		 * avdone froze then and stay frozen */
+		for (int i = n->avdone[l]; i < n->avn[l]; i++) {
+			struct aflow *a = &n->af[n->av[l][i]];
+			if (a->frozen)
 				continue;
-			f = n->alist[ai];
-			n->afrozen[ai] = 1;
-			n->anrate[ai] = share;
-			n->anbott[ai] = l;
-			for (int k = 0; k < n->h[f].plen; k++) {
-				int m = n->h[f].path[k];
+			a->frozen = 1;
+			a->nrate = share;
+			a->nbott = l;
+			for (int k = 0; k < a->plen; k++) {
+				int m = a->path[k];
 				n->ln[m]--;
 				n->rnew[m] += share;
 			}
 		}
+		n->avdone[l] = n->avn[l];
 	}
 	/* commit: the clocks of the links involved move to now at their old
 	 * shares; flows whose bottleneck changed move to the new one's heap
@@ -786,19 +798,22 @@ static int recompute(struct sim_net *n)
 		n->vt[m] = n->now;
 	}
 	for (int i = 0; i < n->na; i++) {
-		int f = n->alist[i], b = n->anbott[i];
-		double old = rate_of(n, f), r = n->anrate[i];
+		const struct aflow *a = &n->af[i];
+		double r = a->nrate;
 		/* every flow of A, risen or not: a scan at a freeze lowered the
 		 * bound of its links to the held flows' rates */
-		for (int k = 0; k < n->h[f].plen; k++) {
-			int m = n->h[f].path[k];
+		for (int k = 0; k < a->plen; k++) {
+			int m = a->path[k];
 			if (r > n->lmaxr[m])
 				n->lmaxr[m] = r;
 		}
-		if (fabs(r - old) > 1e-13 * r)
+		if (fabs(r - a->old) > 1e-13 * r)
 			n->st.rate_changes++;
-		if (n->h[f].bott != b && bl_add(n, b, f, bl_remove(n, f)) != 0)
-			return -1;
+		if (a->obott != a->nbott) {
+			int f = n->alist[i];
+			if (bl_add(n, a->nbott, f, bl_remove(n, f)) != 0)
+				return -1;
+		}
 	}
 	for (int i = 0; i < n->ncl; i++) {
 		int m = n->comp_links[i];
@@ -812,23 +827,22 @@ static int recompute(struct sim_net *n)
 	return 0;
 }
 
+/* Flow f ends at t; the caller updates its bottleneck's place in the link
+ * heap. */
 static void end_flow(struct sim_net *n, int f, double t)
 {
 	double r = rate_of(n, f);
-	int b = n->h[f].bott;
 
 	n->h[f].state = F_DONE;
-	n->t_end[f] = t;
+	n->h[f].t_end = t;
 	bl_remove(n, f);
 	for (int k = 0; k < n->h[f].plen; k++) {
 		int l = n->h[f].path[k];
 		settle_link(n, l);
-		n->lbytes[l] += n->bytes[f];
+		n->lbytes[l] += n->h[f].bytes;
 		link_remove_flow(n, l, f, k);
 		n->lrate[l] = n->lfn[l] > 0 ? n->lrate[l] - r : 0;
 	}
-	if (b >= 0)
-		lq_update(n, b);
 	n->st.flows_done++;
 }
 
@@ -852,24 +866,31 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		n->nstarted = 0;
 		n->st.events++;
 		/* settle the links the ending flows leave before their rates drop */
+		/* a link's flows due in the window end together, the link's
+		 * place in the link heap updated once (flows into a hot GPU,
+		 * bottlenecked at its link, end at one instant) */
 		while (n->lqn > 0 && n->lq[0].key <= lim) {
-			int f = n->bl[n->lq[0].id][0].id;
+			int l = n->lq[0].id;
 			double te = n->lq[0].key;
-			for (int k = 0; k < n->h[f].plen; k++) {
-				if (touch(n, n->h[f].path[k]) != 0)
-					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
-			}
-			n->ended[nended++] = f;
-			end_flow(n, f, te);
+			do {
+				int f = n->bl[l][0].id;
+				for (int k = 0; k < n->h[f].plen; k++) {
+					if (touch(n, n->h[f].path[k]) != 0)
+						MOE_FAIL(MOE_ENOMEM, "network: out of memory");
+				}
+				n->ended[nended++] = f;
+				end_flow(n, f, te);
+			} while ((te = link_next_end(n, l)) <= lim);
+			lq_update(n, l);
 		}
 		while (sim_queue_peek(n->q, &ev) && ev.t_s <= lim) {
 			int f;
 			sim_queue_pop(n->q, &ev);
 			f = (int)ev.data;
 			n->st.flows_started++;
-			if (n->h[f].plen == 0 || n->bytes[f] <= 0) {
+			if (n->h[f].plen == 0 || n->h[f].bytes <= 0) {
 				n->h[f].state = F_DONE;
-				n->t_end[f] = ev.t_s;
+				n->h[f].t_end = ev.t_s;
 				n->st.flows_done++;
 				n->ended[nended++] = f;
 				continue;
@@ -889,7 +910,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		for (int i = 0; i < nended; i++) {
 			int f = n->ended[i];
 			if (done != NULL)
-				done(user, n, f, n->tag[f], n->t_end[f]);
+				done(user, n, f, n->tag[f], n->h[f].t_end);
 		}
 	}
 	return MOE_OK;
@@ -902,12 +923,12 @@ double sim_net_now(const struct sim_net *n)
 
 double sim_net_flow_end(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf && n->h[f].state == F_DONE ? n->t_end[f] : NAN;
+	return f >= 0 && f < n->nf && n->h[f].state == F_DONE ? n->h[f].t_end : NAN;
 }
 
 double sim_net_flow_bytes(const struct sim_net *n, int f)
 {
-	return f >= 0 && f < n->nf ? n->bytes[f] : NAN;
+	return f >= 0 && f < n->nf ? n->h[f].bytes : NAN;
 }
 
 double sim_net_flow_rate(const struct sim_net *n, int f)
