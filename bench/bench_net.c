@@ -12,8 +12,8 @@
  *                  [--traffic uniform|zipf|both]  (default both)
  * Prints one row per case: flows, events, simulated time, wall time,
  * events/s, flows/s, the peak resident memory of the process, and the
- * solver's work: flows it re-solved (summed over events) and flows whose
- * rate changed.
+ * solver's work: flows it re-solved (summed over events), flows whose
+ * rate changed, and held flows it read looking for ones too fast.
  */
 #include "config.h"
 #include "moe/model.h"
@@ -89,12 +89,13 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 	wall = now_s() - t0;
 	st = sim_net_stats(n);
 	getrusage(RUSAGE_SELF, &ru);
-	printf("%-10s %6d %-8s %-6s %9llu %8llu %12.6f %9.3f %12.0f %12.0f %8.0f %10llu %10llu\n",
+	printf("%-10s %6d %-8s %-6s %9llu %8llu %12.6f %9.3f %12.0f %12.0f %8.0f %10llu %10llu %10llu\n",
 	       cluster, gpus, zipf ? "zipf1.0" : "uniform",
 	       mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray", (unsigned long long)r.flows,
 	       (unsigned long long)st->events, r.completion_s, wall, (double)st->events / wall,
 	       (double)r.flows / wall, ru.ru_maxrss / 1024.0,
-	       (unsigned long long)st->flow_visits, (unsigned long long)st->rate_changes);
+	       (unsigned long long)st->flow_visits, (unsigned long long)st->rate_changes,
+	       (unsigned long long)st->scanned);
 	fflush(stdout);
 	gsl_rng_free(rng);
 	free(w);
@@ -134,9 +135,9 @@ int main(int argc, char **argv)
 	}
 	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed 42, "
 	       "coalesce %g\n", coalesce);
-	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %12s %12s %8s %10s %10s\n", "cluster", "gpus",
-	       "traffic", "paths", "flows", "events", "sim_s", "wall_s", "events/s", "flows/s",
-	       "maxrss_MB", "solved", "rate_chg");
+	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %12s %12s %8s %10s %10s %10s\n", "cluster",
+	       "gpus", "traffic", "paths", "flows", "events", "sim_s", "wall_s", "events/s",
+	       "flows/s", "maxrss_MB", "solved", "rate_chg", "scanned");
 	snprintf(buf, sizeof buf, "%s", gpus_list);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		for (int z = z0; z <= z1; z++)

@@ -748,8 +748,15 @@ static int recompute(struct sim_net *n)
 		 * about to be full and they would not be the slowest on it */
 		{
 			int joined = n->na;
-			if (n->lmaxr[l] > share * (1 + TOL)) {
+			/* no flow on l is faster than lmaxr, nor than l's old share
+			 * when flows were bottlenecked there (the old allocation
+			 * was max-min): only then can a held flow be too fast */
+			double bound = n->lmaxr[l];
+			if (n->bln[l] > 0 && n->lshare[l] < bound)
+				bound = n->lshare[l];
+			if (bound > share * (1 + TOL)) {
 				double mx = 0;
+				n->st.scanned += (uint64_t)n->lfn[l];
 				for (int i = 0; i < n->lfn[l]; i++) {
 					int g = n->lf[l][i] >> 3;
 					if (n->h[g].amark == n->epA)
@@ -780,8 +787,12 @@ static int recompute(struct sim_net *n)
 			a->nbott = l;
 			for (int k = 0; k < a->plen; k++) {
 				int m = a->path[k];
-				n->ln[m]--;
 				n->rnew[m] += share;
+				/* a link left with nothing to fill leaves the heap
+				 * now (most do: their flows froze at another link),
+				 * which is cheaper than popping it at the top */
+				if (--n->ln[m] == 0 && n->shpos[m] >= 0)
+					ih_remove(n->sh, &n->shn, n->shpos, n->shpos[m]);
 			}
 		}
 		n->avdone[l] = n->avn[l];
