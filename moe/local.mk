@@ -10,7 +10,7 @@ libmoekit_la_LIBADD += moe/libmoe.la
 if HAVE_CHECK
 check_PROGRAMS += tests/check_moe
 TESTS += tests/check_moe
-tests_check_moe_SOURCES = tests/check_moe.c
+tests_check_moe_SOURCES = tests/check_moe.c tests/testutil.c tests/testutil.h
 tests_check_moe_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_moe_LDADD = moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) $(BLAS_LIBS) -lm
 endif

@@ -662,45 +662,40 @@ static enum moe_status validate_cluster(const struct load *ld, const struct moe_
 	return MOE_OK;
 }
 
+/* The fields a node group has of its own, named as in struct moe_cluster:
+ * one list for copying both ways. */
+#define NODE_KIND_FIELDS \
+	X(flops_bf16) \
+	X(flops_fp8) \
+	X(hbm_bytes) \
+	X(hbm_Bps) \
+	X(launch_s) \
+	X(compute_efficiency) \
+	X(m_half) \
+	X(intra) \
+	X(intra_Bps) \
+	X(intra_lat_s) \
+	X(intra_efficiency) \
+	X(nics) \
+	X(nic_Bps) \
+	X(nic_lat_s) \
+	X(nic_efficiency)
+
 /* A group's figures from the cluster fields of the same names, and back. */
 static void kind_from(struct moe_node_group *g, const struct moe_cluster *c)
 {
 	memcpy(g->gpu, c->gpu, sizeof g->gpu);
-	g->flops_bf16 = c->flops_bf16;
-	g->flops_fp8 = c->flops_fp8;
-	g->hbm_bytes = c->hbm_bytes;
-	g->hbm_Bps = c->hbm_Bps;
-	g->launch_s = c->launch_s;
-	g->compute_efficiency = c->compute_efficiency;
-	g->m_half = c->m_half;
-	g->intra = c->intra;
-	g->intra_Bps = c->intra_Bps;
-	g->intra_lat_s = c->intra_lat_s;
-	g->intra_efficiency = c->intra_efficiency;
-	g->nics = c->nics;
-	g->nic_Bps = c->nic_Bps;
-	g->nic_lat_s = c->nic_lat_s;
-	g->nic_efficiency = c->nic_efficiency;
+#define X(f) g->f = c->f;
+	NODE_KIND_FIELDS
+#undef X
 }
 
 static void kind_to(struct moe_cluster *c, const struct moe_node_group *g)
 {
 	memcpy(c->gpu, g->gpu, sizeof c->gpu);
-	c->flops_bf16 = g->flops_bf16;
-	c->flops_fp8 = g->flops_fp8;
-	c->hbm_bytes = g->hbm_bytes;
-	c->hbm_Bps = g->hbm_Bps;
-	c->launch_s = g->launch_s;
-	c->compute_efficiency = g->compute_efficiency;
-	c->m_half = g->m_half;
-	c->intra = g->intra;
-	c->intra_Bps = g->intra_Bps;
-	c->intra_lat_s = g->intra_lat_s;
-	c->intra_efficiency = g->intra_efficiency;
-	c->nics = g->nics;
-	c->nic_Bps = g->nic_Bps;
-	c->nic_lat_s = g->nic_lat_s;
-	c->nic_efficiency = g->nic_efficiency;
+#define X(f) c->f = g->f;
+	NODE_KIND_FIELDS
+#undef X
 }
 
 /* Resolves the node groups read into c->groups: each group's overrides

@@ -18,7 +18,7 @@ tests_check_sim_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(
 # node groups: spec, topology, compute (tests/check_groups.c)
 check_PROGRAMS += tests/check_groups
 TESTS += tests/check_groups
-tests_check_groups_SOURCES = tests/check_groups.c
+tests_check_groups_SOURCES = tests/check_groups.c tests/testutil.c tests/testutil.h
 tests_check_groups_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_groups_LDADD = sim/libsim.la moe/libmoe.la $(CHECK_LIBS) $(GSL_LIBS) $(INIH_LIBS) \
 	$(BLAS_LIBS) -lm

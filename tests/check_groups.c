@@ -4,6 +4,7 @@
  * cluster without groups building exactly the topology it always did, and
  * every error the groups add. */
 #include "config.h"
+#include "tests/testutil.h"
 #include "moe/error.h"
 #include "moe/model.h"
 #include "sim/compute.h"
@@ -20,34 +21,6 @@
 
 /* ---- files ---- */
 
-static char tmpdir[256];
-
-static const char *write_file(const char *name, const char *text)
-{
-	static char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-static void setup_tmp(void)
-{
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/moekit-check-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown_tmp(void)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
-}
 
 static void assert_rel(double got, double want, double rel)
 {
@@ -105,14 +78,14 @@ static const char *two_kinds(const char *name, const char *extra)
 	static char text[4096];
 
 	snprintf(text, sizeof text, "%s%s%s", cluster_head, groups_text, extra);
-	return write_file(name, text);
+	return test_write_file(name, text);
 }
 
 /* Loads text (written as c.ini) and expects st with want in the message. */
 static void cluster_fails(const char *text, enum moe_status st, const char *want)
 {
 	struct moe_cluster c;
-	const char *p = write_file("c.ini", text);
+	const char *p = test_write_file("c.ini", text);
 
 	ck_assert_int_eq(moe_cluster_load(p, &c), st);
 	ck_assert_msg(strstr(moe_errmsg(), want) != NULL, "'%s' not in '%s'", want, moe_errmsg());
@@ -178,7 +151,7 @@ START_TEST(groups_load_and_inherit)
 		char text[1200];
 		snprintf(text, sizeof text, "base = %s\n[gpu]\nefficiency = 0.5\n[group slow]\n"
 			 "nodes = 3\n[group extra]\nnodes = 1\nnic.count = 2\n", p);
-		ck_assert_int_eq(moe_cluster_load(write_file("top.ini", text), &c), MOE_OK);
+		ck_assert_int_eq(moe_cluster_load(test_write_file("top.ini", text), &c), MOE_OK);
 	}
 	ck_assert_int_eq(c.ngroups, 3);
 	ck_assert_int_eq(c.nodes, 5);
@@ -551,7 +524,7 @@ START_TEST(groups_compute_per_gpu)
 	{
 		char text[1024];
 		snprintf(text, sizeof text, "base = %s\n[group slow]\nnodes = 1\n", two_kinds("two.ini", ""));
-		ck_assert_int_eq(moe_cluster_load(write_file("c8.ini", text), &c), MOE_OK);
+		ck_assert_int_eq(moe_cluster_load(test_write_file("c8.ini", text), &c), MOE_OK);
 	}
 	ck_assert_int_eq(c.nodes, 2);
 	/* the kinds' compute models: a compute-bound expert takes 800/200 = 4
@@ -675,7 +648,7 @@ START_TEST(groups_errors)
 		      MOE_ECONFIG, "c.ini:17: group b: gpu.flops_bf16: missing: expected dense BF16 "
 		      "peak, in the group or in [gpu]");
 	/* ...which is fine when every group has it */
-	ck_assert_int_eq(moe_cluster_load(write_file("ok.ini",
+	ck_assert_int_eq(moe_cluster_load(test_write_file("ok.ini",
 		"[cluster]\nname = x\ngpus_per_node = 2\n[intra]\nkind = pcie\nbw = 1GB/s\n"
 		"[nic]\ncount = 1\nbw = 1GB/s\n[group a]\nnodes = 1\ngpu.type = a\n"
 		"gpu.flops_bf16 = 1TFLOP/s\ngpu.hbm = 1GB\ngpu.hbm_bw = 1TB/s\n[group b]\n"
@@ -685,7 +658,7 @@ START_TEST(groups_errors)
 	/* model files know no groups */
 	{
 		struct moe_model m;
-		ck_assert_int_eq(moe_model_load(write_file("m.ini", "[group a]\nnodes = 1\n"), &m),
+		ck_assert_int_eq(moe_model_load(test_write_file("m.ini", "[group a]\nnodes = 1\n"), &m),
 				 MOE_ECONFIG);
 		ck_assert_ptr_nonnull(strstr(moe_errmsg(), "m.ini:2: group a.nodes: unknown key"));
 	}
@@ -741,7 +714,7 @@ static Suite *groups_suite(void)
 	TCase *tr = tcase_create("regression");
 	TCase *te = tcase_create("errors");
 
-	tcase_add_checked_fixture(tc, setup_tmp, teardown_tmp);
+	tcase_add_checked_fixture(tc, test_fixture_setup, test_fixture_teardown);
 	tcase_add_test(tc, groups_load_and_inherit);
 	tcase_add_test(tc, groups_bundled_preset);
 	tcase_add_test(tc, groups_narrow);
@@ -750,7 +723,7 @@ static Suite *groups_suite(void)
 	tcase_add_test(tc, groups_compute_per_gpu);
 	tcase_add_test(tr, groups_none_same_topology);
 	tcase_set_timeout(tr, 60);
-	tcase_add_checked_fixture(te, setup_tmp, teardown_tmp);
+	tcase_add_checked_fixture(te, test_fixture_setup, test_fixture_teardown);
 	tcase_add_test(te, groups_errors);
 	tcase_add_test(te, groups_topology_errors);
 	suite_add_tcase(s, tc);

@@ -1,5 +1,6 @@
 /* tests/check_moe.c: units, configuration files, presets, plans. */
 #include "config.h"
+#include "tests/testutil.h"
 #include "moe/error.h"
 #include "moe/model.h"
 #include "moe/preset.h"
@@ -94,34 +95,6 @@ END_TEST
 
 /* ---- configuration files ---- */
 
-static char tmpdir[256];
-
-static const char *write_file(const char *name, const char *text)
-{
-	static char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-static void setup_tmp(void)
-{
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/moekit-check-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown_tmp(void)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
-}
 
 static const char small_model[] =
 	"[model]\nname = tiny\nlayers = 4\nmoe_layers = 4\nhidden = 64\n"
@@ -132,7 +105,7 @@ static const char small_model[] =
 static void model_fails(const char *text, enum moe_status want, ...)
 {
 	struct moe_model m;
-	const char *path = write_file("m.ini", text);
+	const char *path = test_write_file("m.ini", text);
 	enum moe_status st = moe_model_load(path, &m);
 	va_list ap;
 	const char *needle;
@@ -149,7 +122,7 @@ START_TEST(config_small_model_loads)
 {
 	struct moe_model m;
 
-	ck_assert_int_eq(moe_model_load(write_file("ok.ini", small_model), &m), MOE_OK);
+	ck_assert_int_eq(moe_model_load(test_write_file("ok.ini", small_model), &m), MOE_OK);
 	ck_assert_str_eq(m.name, "tiny");
 	ck_assert_int_eq(m.experts, 8);
 	ck_assert_int_eq(m.top_k, 2);
@@ -217,32 +190,32 @@ START_TEST(config_cluster_rules)
 	const char *p;
 
 	/* a NIC count that does not fit the GPUs */
-	p = write_file("c.ini", "base = dgx-h100\n[nic]\ncount = 3\n");
+	p = test_write_file("c.ini", "base = dgx-h100\n[nic]\ncount = 3\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "c.ini:3: nic.count: 3 NICs do not fit 8 GPUs"));
 	/* a unit of the wrong kind */
-	p = write_file("c.ini", "base = dgx-h100\n[nic]\nbw = 400Gb\n");
+	p = test_write_file("c.ini", "base = dgx-h100\n[nic]\nbw = 400Gb\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "c.ini:3: nic.bw: '400Gb': unknown unit"));
 	/* zero bandwidth is out of range */
-	p = write_file("c.ini", "base = dgx-h100\n[intra]\nbw = 0GB/s\n");
+	p = test_write_file("c.ini", "base = dgx-h100\n[intra]\nbw = 0GB/s\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "c.ini:3: intra.bw: 0 is out of range"));
 	/* base must come first */
-	p = write_file("c.ini", "[cluster]\nnodes = 2\nbase = dgx-h100\n");
+	p = test_write_file("c.ini", "[cluster]\nnodes = 2\nbase = dgx-h100\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "c.ini:3: cluster.base: must be the first key"));
 	/* unknown base */
-	p = write_file("c.ini", "base = dgx-h999\n");
+	p = test_write_file("c.ini", "base = dgx-h999\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "unknown cluster preset 'dgx-h999'"));
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "dgx-a100"));
 	/* oversubscription on a fabric that has none */
-	p = write_file("c.ini", "base = dgx-h100\n[fabric]\noversubscription = 2\n");
+	p = test_write_file("c.ini", "base = dgx-h100\n[fabric]\noversubscription = 2\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(moe_errmsg(), "fabric.oversubscription: 2 applies only"));
 	/* an override on top of a preset, with a node count suffix */
-	p = write_file("mine.ini", "base = dgx-h100\n[cluster]\nname = mine\n[nic]\ncount = 4\n"
+	p = test_write_file("mine.ini", "base = dgx-h100\n[cluster]\nname = mine\n[nic]\ncount = 4\n"
 		       "bw = 800Gb/s\n");
 	ck_assert_int_eq(moe_cluster_load(p, &c), MOE_OK);
 	{
@@ -372,12 +345,12 @@ static Suite *core_suite(void)
 
 	tcase_add_test(tc, units_every_suffix);
 	tcase_add_test(tc, units_format);
-	tcase_add_checked_fixture(tc, setup_tmp, teardown_tmp);
+	tcase_add_checked_fixture(tc, test_fixture_setup, test_fixture_teardown);
 	tcase_add_test(tc, config_small_model_loads);
 	tcase_add_test(tc, presets_all_load);
 	tcase_add_test(tc, presets_values);
 	tcase_add_test(tc, plan_rules);
-	tcase_add_checked_fixture(te, setup_tmp, teardown_tmp);
+	tcase_add_checked_fixture(te, test_fixture_setup, test_fixture_teardown);
 	tcase_add_test(te, units_garbage_and_overflow);
 	tcase_add_test(te, config_rules);
 	tcase_add_test(te, config_cluster_rules);

@@ -4,37 +4,7 @@
 # 2 HDR NICs), hand-checked flow times read back from json, the slow group
 # being the busiest, and one-line errors (exit 2) for bad groups.
 set -u
-: "${MOEKIT:?}" "${PYTHON3:=python3}"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
-
-err_has() { # err_has NAME TEXT: one error line, containing TEXT
-	n=$(grep -vc "^Try 'moekit" "$tmp/err")
-	if [ "$n" -ne 1 ]; then echo "FAIL: $1: $n error lines"; cat "$tmp/err"; fail=1; fi
-	if ! grep -q -e "$2" "$tmp/err"; then echo "FAIL: $1: '$2' not in: $(cat "$tmp/err")"; fail=1; fi
-}
-
-py() { # py NAME SCRIPT: run SCRIPT with j = the json in $tmp/out; fails on exception
-	if ! "$PYTHON3" - "$tmp/out" "$2" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-exec(sys.argv[2])
-PY
-	then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi
-}
+. "${srcdir:-.}/tests/lib.sh"
 
 c=mixed-h100-a100
 # H100 GPU 0 -> A100 GPU 16: NDR NIC 45 GB/s, HDR NIC 22.5 GB/s, PCIe 25.6

@@ -4,10 +4,12 @@
 #include "config.h"
 #include "tests/testutil.h"
 
+#include <check.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 char test_dir[256];
 
@@ -51,4 +53,31 @@ const char *test_path(const char *name)
 	i = (i + 1) % 4;
 	snprintf(buf[i], sizeof buf[i], "%s/%s", test_dir, name);
 	return buf[i];
+}
+
+const char *test_write_file(const char *name, const char *text)
+{
+	const char *path = test_path(name);
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (f == NULL)
+		ck_abort_msg("cannot write %s: %s", path, strerror(errno));
+	ok = fputs(text, f) >= 0;
+	ok &= fclose(f) == 0;
+	if (!ok)
+		ck_abort_msg("cannot write %s", path);
+	return path;
+}
+
+void test_fixture_setup(void)
+{
+	if (test_tmpdir_make("moekit-check-") != 0)
+		ck_abort_msg("cannot make a scratch directory: %s", strerror(errno));
+}
+
+void test_fixture_teardown(void)
+{
+	if (test_tmpdir_remove() != 0)
+		ck_abort_msg("cannot remove %s: %s", test_dir, strerror(errno));
 }

@@ -25,4 +25,13 @@ int test_tmpdir_remove(void);
  * result stays valid over the next three calls. */
 const char *test_path(const char *name);
 
+/* Writes text to test_path(name) and returns that path (valid as
+ * test_path's result is); fails the test when it cannot. */
+const char *test_write_file(const char *name, const char *text);
+
+/* Check fixtures: a fresh scratch directory per test ("moekit-check-"),
+ * removed after it; they fail the test when that cannot be done. */
+void test_fixture_setup(void);
+void test_fixture_teardown(void);
+
 #endif
