@@ -49,9 +49,12 @@ struct sim_net {
 	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
 	double *lat;
 	int64_t *tag;
-	int (*pos)[SIM_PATH_MAX];
 	/* links */
-	int **lf, *lfn, *lfcap;  /* active flows of a link: flow << 3 | path position */
+	/* per link: the flows that crossed it since it was last idle, ended
+	 * ones included until a scan drops them or the link goes idle (so an
+	 * ending flow costs no search and no writes in these lists); lact
+	 * counts the active ones */
+	int **lf, *lfn, *lfcap, *lact;
 	double *lbytes, *lint, *lbusy, *lrate, *lt, *rnew;
 	int *ln;
 	unsigned *lmark;
@@ -77,7 +80,9 @@ struct sim_net {
 		int obott, nbott;     /* bottleneck before; after */
 		unsigned char plen, frozen;
 	} *af;
-	double *lmaxr;        /* per link: no flow on it is faster (an upper bound) */
+	/* per link: no flow on it that is bottlenecked elsewhere is faster
+	 * (an upper bound; those bottlenecked there run at its share) */
+	double *lmaxo;
 	unsigned *dmark;
 	int full;             /* recompute whole components (reference mode) */
 	double coalesce;      /* relative window in which ends are one event */
@@ -210,9 +215,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->tag, sizeof *n->tag, cap, &x) != 0)
 		return -1;
 	n->tag = x;
-	if (grow1(n->pos, sizeof *n->pos, cap, &x) != 0)
-		return -1;
-	n->pos = x;
 	if (grow1(n->started, sizeof *n->started, cap, &x) != 0)
 		return -1;
 	n->started = x;
@@ -248,6 +250,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		reserve = INT32_MAX / 2;
 	n->lf = calloc((size_t)L + 1, sizeof *n->lf);
 	n->lfn = calloc((size_t)L + 1, sizeof *n->lfn);
+	n->lact = calloc((size_t)L + 1, sizeof *n->lact);
 	n->lfcap = calloc((size_t)L + 1, sizeof *n->lfcap);
 	n->lbytes = calloc((size_t)L + 1, sizeof(double));
 	n->lint = calloc((size_t)L + 1, sizeof(double));
@@ -268,7 +271,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->avn = calloc((size_t)L + 1, sizeof(int));
 	n->avcap = calloc((size_t)L + 1, sizeof(int));
 	n->avdone = calloc((size_t)L + 1, sizeof(int));
-	n->lmaxr = calloc((size_t)L + 1, sizeof(double));
+	n->lmaxo = calloc((size_t)L + 1, sizeof(double));
 	n->vclk = calloc((size_t)L + 1, sizeof(double));
 	n->vt = calloc((size_t)L + 1, sizeof(double));
 	n->lq = calloc((size_t)L + 1, sizeof *n->lq);
@@ -283,12 +286,12 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		n->shpos[i] = -1;
 	n->captouched = 1024;
 	n->touched = malloc((size_t)n->captouched * sizeof(int));
-	if (n->lf == NULL || n->lfn == NULL || n->lfcap == NULL || n->lbytes == NULL ||
+	if (n->lf == NULL || n->lfn == NULL || n->lact == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
 	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
 	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
 	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
-	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->avdone == NULL || n->lmaxr == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
+	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->avdone == NULL || n->lmaxo == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
 	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
 	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
@@ -311,12 +314,12 @@ void sim_net_free(struct sim_net *n)
 		free(n->av[l]);
 	free(n->av);
 	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
-	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->avdone); free(n->lmaxr); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
-	free(n->lf); free(n->lfn); free(n->lfcap); free(n->lbytes); free(n->lint);
+	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->avdone); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
+	free(n->lf); free(n->lfn); free(n->lact); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
 	free(n->h);
-	free(n->lat); free(n->tag); free(n->pos);
+	free(n->lat); free(n->tag);
 	free(n->started); free(n->alist); 
 	free(n->bpos); free(n->af);
 	free(n->ended);
@@ -331,11 +334,11 @@ void sim_net_reset(struct sim_net *n)
 	n->now = 0;
 	sim_queue_clear(n->q);
 	for (int l = 0; l < n->L; l++) {
-		n->lfn[l] = 0;
+		n->lfn[l] = n->lact[l] = 0;
 		n->bln[l] = 0;
 		n->lqpos[l] = -1;
 		n->vclk[l] = n->vt[l] = 0;
-		n->lmaxr[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
+		n->lmaxo[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
 }
@@ -416,7 +419,7 @@ static int touch(struct sim_net *n, int link)
 	return 0;
 }
 
-static int link_add_flow(struct sim_net *n, int l, int f, int k)
+static int link_add_flow(struct sim_net *n, int l, int f)
 {
 	if (n->lfn[l] == n->lfcap[l]) {
 		int cap = n->lfcap[l] ? n->lfcap[l] * 2 : 8;
@@ -426,18 +429,9 @@ static int link_add_flow(struct sim_net *n, int l, int f, int k)
 		n->lf[l] = x;
 		n->lfcap[l] = cap;
 	}
-	n->pos[f][k] = n->lfn[l];
-	n->lf[l][n->lfn[l]++] = f << 3 | k;
+	n->lf[l][n->lfn[l]++] = f;
+	n->lact[l]++;
 	return 0;
-}
-
-static void link_remove_flow(struct sim_net *n, int l, int f, int k)
-{
-	int i = n->pos[f][k], last = n->lf[l][--n->lfn[l]];
-
-	/* entries carry the path position, so moving the last one needs no search */
-	n->lf[l][i] = last;
-	n->pos[last >> 3][last & 7] = i;
 }
 
 /* Brings link l's accounting up to the current time. */
@@ -662,7 +656,7 @@ static int seed_component(struct sim_net *n)
 	while (head < n->ncl) {
 		int l = n->comp_links[head++];
 		for (int i = 0; i < n->lfn[l]; i++)
-			if (join(n, n->lf[l][i] >> 3) != 0)
+			if (join(n, n->lf[l][i]) != 0)
 				return -1;
 	}
 	return 0;
@@ -748,29 +742,40 @@ static int recompute(struct sim_net *n)
 		 * about to be full and they would not be the slowest on it */
 		{
 			int joined = n->na;
-			/* no flow on l is faster than lmaxr, nor than l's old share
-			 * when flows were bottlenecked there (the old allocation
-			 * was max-min): only then can a held flow be too fast */
-			double bound = n->lmaxr[l];
+			double bound;
+			/* the flows bottlenecked at l ran at its old share: all
+			 * join when that is above the level (their list, no scan) */
+			if (n->bln[l] > 0 && n->lshare[l] > share * (1 + TOL) && release(n, l) != 0)
+				return -1;
+			/* the others are no faster than lmaxo, nor than l's old
+			 * share when flows were bottlenecked there (the old
+			 * allocation was max-min): only then look at them */
+			bound = n->lmaxo[l];
 			if (n->bln[l] > 0 && n->lshare[l] < bound)
 				bound = n->lshare[l];
 			if (bound > share * (1 + TOL)) {
 				double mx = 0;
+				int kept = 0;
 				n->st.scanned += (uint64_t)n->lfn[l];
 				for (int i = 0; i < n->lfn[l]; i++) {
-					int g = n->lf[l][i] >> 3;
+					int g = n->lf[l][i];
+					double rg;
+					if (n->h[g].state == F_DONE)
+						continue; /* dropped from the list */
+					n->lf[l][kept++] = g;
 					if (n->h[g].amark == n->epA)
 						continue;
-					double rg = rate_of(n, g);
+					rg = rate_of(n, g);
 					if (rg > share * (1 + TOL)) {
 						if (join(n, g) != 0)
 							return -1;
-					} else if (rg > mx) {
+					} else if (rg > mx && n->h[g].bott != l) {
 						mx = rg;
 					}
 				}
 				/* the held flows left; A's are accounted at commit */
-				n->lmaxr[l] = mx;
+				n->lmaxo[l] = mx;
+				n->lfn[l] = kept;
 			}
 			if (n->na > joined)
 				continue; /* l is dirty: pushed again at its new share */
@@ -815,8 +820,8 @@ static int recompute(struct sim_net *n)
 		 * bound of its links to the held flows' rates */
 		for (int k = 0; k < a->plen; k++) {
 			int m = a->path[k];
-			if (r > n->lmaxr[m])
-				n->lmaxr[m] = r;
+			if (m != a->nbott && r > n->lmaxo[m])
+				n->lmaxo[m] = r;
 		}
 		if (fabs(r - a->old) > 1e-13 * r)
 			n->st.rate_changes++;
@@ -828,7 +833,7 @@ static int recompute(struct sim_net *n)
 	}
 	for (int i = 0; i < n->ncl; i++) {
 		int m = n->comp_links[i];
-		n->lrate[m] = n->lfn[m] > 0 && n->rnew[m] > 0 ? n->rnew[m] : 0;
+		n->lrate[m] = n->lact[m] > 0 && n->rnew[m] > 0 ? n->rnew[m] : 0;
 		if (n->lnew[m] >= 0)
 			n->lshare[m] = n->lnew[m];
 		lq_update(n, m);
@@ -851,8 +856,9 @@ static void end_flow(struct sim_net *n, int f, double t)
 		int l = n->h[f].path[k];
 		settle_link(n, l);
 		n->lbytes[l] += n->h[f].bytes;
-		link_remove_flow(n, l, f, k);
-		n->lrate[l] = n->lfn[l] > 0 ? n->lrate[l] - r : 0;
+		if (--n->lact[l] == 0)
+			n->lfn[l] = 0; /* idle: every entry has ended */
+		n->lrate[l] = n->lact[l] > 0 ? n->lrate[l] - r : 0;
 	}
 	n->st.flows_done++;
 }
@@ -911,7 +917,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			for (int k = 0; k < n->h[f].plen; k++) {
 				int l = n->h[f].path[k];
 				settle_link(n, l);
-				if (link_add_flow(n, l, f, k) != 0 || touch(n, l) != 0)
+				if (link_add_flow(n, l, f) != 0 || touch(n, l) != 0)
 					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 			}
 		}
