@@ -909,6 +909,11 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			double te = n->lq[0].key;
 			do {
 				int f = n->bl[l][0].id;
+				/* the next to end is one of the root's children */
+				if (n->bln[l] > 2) {
+					__builtin_prefetch(&n->h[n->bl[l][1].id]);
+					__builtin_prefetch(&n->h[n->bl[l][2].id]);
+				}
 				for (int k = 0; k < n->h[f].plen; k++) {
 					if (touch(n, n->h[f].path[k]) != 0)
 						MOE_FAIL(MOE_ENOMEM, "network: out of memory");
