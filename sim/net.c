@@ -1,13 +1,13 @@
-/* sim/net.c: flows, max-min rates by progressive filling over the
- * connected component of the links a change touched, and the run loop.
- * See net.h for the model.
+/* sim/net.c: flows, max-min rates by an incremental progressive filling,
+ * and the run loop.  See net.h for the model.
  *
- * Data layout: flows are structure-of-arrays indexed by flow id (ids are
- * never reused before a reset); each flow keeps its path and, for each link
- * of the path, its position in that link's list of active flows, so that
- * removing a flow is O(path length) (swap with the last).  Two heaps: the
- * engine's queue holds flow starts; an indexed heap over active flows holds
- * projected end times, updated only for flows whose rate changed.
+ * Data layout: what solving and ending a flow read sits in one 64-byte
+ * record per flow (struct flow_hot; ids are never reused before a reset);
+ * the rest is structure-of-arrays.  Per link: the flows that crossed it
+ * (ended ones dropped lazily), and the flows bottlenecked there in a heap
+ * by the reading of the link's virtual clock at which each ends.  Three
+ * heaps besides: the engine's queue (flow starts), the links by the time
+ * their first flow ends, and a filling's links by share.
  */
 #include "config.h"
 #include "sim/net.h"
