@@ -89,6 +89,7 @@ struct sim_net {
 	/* per link: flows bottlenecked there, their rate, scratch */
 	struct ih_ent **bl;   /* per link: its bottlenecked flows by virtual end */
 	int *bln, *blcap;
+	double *blmax;        /* per link: no key in its heap is larger (a bound) */
 	double *lshare, *lnew;
 	unsigned *mmark;      /* link whose bottlenecked flows joined A */
 	/* the filling's heap: a link's fill (id = link) and check (id = L +
@@ -263,6 +264,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->comp_links = calloc((size_t)L + 1, sizeof(int));
 	n->bl = calloc((size_t)L + 1, sizeof *n->bl);
 	n->bln = calloc((size_t)L + 1, sizeof(int));
+	n->blmax = calloc((size_t)L + 1, sizeof(double));
 	n->blcap = calloc((size_t)L + 1, sizeof(int));
 	n->lshare = calloc((size_t)L + 1, sizeof(double));
 	n->lnew = calloc((size_t)L + 1, sizeof(double));
@@ -290,7 +292,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
 	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
 	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
-	    n->bln == NULL || n->blcap == NULL || n->lshare == NULL ||
+	    n->bln == NULL || n->blmax == NULL || n->blcap == NULL || n->lshare == NULL ||
 	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->avdone == NULL || n->lmaxo == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
 	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
 	   
@@ -313,7 +315,7 @@ void sim_net_free(struct sim_net *n)
 	for (int l = 0; l < n->L && n->av; l++)
 		free(n->av[l]);
 	free(n->av);
-	free(n->bl); free(n->bln); free(n->blcap); free(n->lshare);
+	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap); free(n->lshare);
 	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->avdone); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lact); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
@@ -505,6 +507,8 @@ static int bl_add(struct sim_net *n, int l, int f, double rem)
 	}
 	i = n->bln[l]++;
 	n->bl[l][i].key = vclock(n, l) + rem;
+	if (i == 0 || n->bl[l][i].key > n->blmax[l])
+		n->blmax[l] = n->bl[l][i].key;
 	n->bl[l][i].id = f;
 	ih_up(n->bl[l], n->bpos, i);
 	n->h[f].bott = l;
@@ -862,14 +866,17 @@ static int recompute(struct sim_net *n)
 }
 
 /* Flow f ends at t; the caller updates its bottleneck's place in the link
- * heap. */
-static void end_flow(struct sim_net *n, int f, double t)
+ * heap, and with detach 0 empties that link's heap itself. */
+static void end_flow(struct sim_net *n, int f, double t, int detach)
 {
 	double r = rate_of(n, f);
 
 	n->h[f].state = F_DONE;
 	n->h[f].t_end = t;
-	bl_remove(n, f);
+	if (detach)
+		bl_remove(n, f);
+	else
+		n->h[f].bott = -1;
 	for (int k = 0; k < n->h[f].plen; k++) {
 		int l = n->h[f].path[k];
 		settle_link(n, l);
@@ -907,6 +914,26 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		while (n->lqn > 0 && n->lq[0].key <= lim) {
 			int l = n->lq[0].id;
 			double te = n->lq[0].key;
+			if (n->vt[l] + (n->blmax[l] - n->vclk[l]) / n->lshare[l] <= lim) {
+				/* all of them are due (typically: equal flows into one
+				 * GPU): in the heap's array order, without sifting */
+				int cnt = n->bln[l];
+				for (int j = 0; j < cnt; j++) {
+					int f = n->bl[l][j].id;
+					if (j + PF < cnt)
+						__builtin_prefetch(&n->h[n->bl[l][j + PF].id]);
+					te = n->vt[l] + (n->bl[l][j].key - n->vclk[l]) / n->lshare[l];
+					for (int k = 0; k < n->h[f].plen; k++) {
+						if (touch(n, n->h[f].path[k]) != 0)
+							MOE_FAIL(MOE_ENOMEM, "network: out of memory");
+					}
+					n->ended[nended++] = f;
+					end_flow(n, f, te, 0);
+				}
+				n->bln[l] = 0;
+				lq_update(n, l);
+				continue;
+			}
 			do {
 				int f = n->bl[l][0].id;
 				/* the next to end is one of the root's children */
@@ -919,7 +946,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 						MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 				}
 				n->ended[nended++] = f;
-				end_flow(n, f, te);
+				end_flow(n, f, te, 1);
 			} while ((te = link_next_end(n, l)) <= lim);
 			lq_update(n, l);
 		}
