@@ -63,6 +63,9 @@ struct sim_net {
 	int *ended;           /* flows ended in the current event */
 	int *started, nstarted; /* flows started in the current event */
 	int *alist, na;       /* A: the flows being re-solved */
+	/* A again, one bit a flow: a scan of a link's flows skips A's without
+	 * reading their records (the bits of a solve are cleared after it) */
+	uint64_t *abits;
 	int *bpos;            /* position of a flow in its bottleneck's heap */
 	unsigned epA, epL, epD;
 	int ncl;              /* links of the current solve (comp_links) */
@@ -231,6 +234,14 @@ static int grow_flows(struct sim_net *n, int cap)
 	if (grow1(n->ended, sizeof *n->ended, cap, &x) != 0)
 		return -1;
 	n->ended = x;
+	{
+		size_t ow = ((size_t)n->capf + 63) / 64, nw = ((size_t)cap + 63) / 64;
+		uint64_t *b = realloc(n->abits, nw * sizeof *b);
+		if (b == NULL)
+			return -1;
+		memset(b + ow, 0, (nw - ow) * sizeof *b);
+		n->abits = b;
+	}
 	n->capf = cap;
 	return 0;
 }
@@ -323,7 +334,7 @@ void sim_net_free(struct sim_net *n)
 	free(n->h);
 	free(n->lat); free(n->tag);
 	free(n->started); free(n->alist); 
-	free(n->bpos); free(n->af);
+	free(n->bpos); free(n->abits); free(n->af);
 	free(n->ended);
 	sim_queue_free(n->q);
 	free(n);
@@ -331,6 +342,8 @@ void sim_net_free(struct sim_net *n)
 
 void sim_net_reset(struct sim_net *n)
 {
+	if (n->abits != NULL)
+		memset(n->abits, 0, ((size_t)n->capf + 63) / 64 * sizeof *n->abits);
 	n->nf = 0;
 	n->lqn = 0;
 	n->now = 0;
@@ -607,6 +620,7 @@ static int join(struct sim_net *n, int f)
 	if (n->h[f].amark == n->epA || n->h[f].state != F_ACTIVE)
 		return 0;
 	n->h[f].amark = n->epA;
+	n->abits[f >> 6] |= (uint64_t)1 << (f & 63);
 	r = rate_of(n, f);
 	a = &n->af[n->na];
 	a->old = r;
@@ -774,13 +788,15 @@ static int recompute(struct sim_net *n)
 				for (int i = 0; i < n->lfn[l]; i++) {
 					int g = n->lf[l][i];
 					double rg;
+					if (n->abits[g >> 6] >> (g & 63) & 1) {
+						n->lf[l][kept++] = g; /* in A: active */
+						continue;
+					}
 					if (i + PF < n->lfn[l])
 						__builtin_prefetch(&n->h[n->lf[l][i + PF]]);
 					if (n->h[g].state == F_DONE)
 						continue; /* dropped from the list */
 					n->lf[l][kept++] = g;
-					if (n->h[g].amark == n->epA)
-						continue;
 					rg = rate_of(n, g);
 					if (rg > share * (1 + TOL)) {
 						if (join(n, g) != 0)
@@ -834,6 +850,7 @@ static int recompute(struct sim_net *n)
 	for (int i = 0; i < n->na; i++) {
 		const struct aflow *a = &n->af[i];
 		double r = a->nrate;
+		n->abits[n->alist[i] >> 6] = 0;
 		if (i + PF < n->na && n->af[i + PF].obott != n->af[i + PF].nbott) {
 			__builtin_prefetch(&n->h[n->alist[i + PF]]);
 			__builtin_prefetch(&n->bpos[n->alist[i + PF]]);
