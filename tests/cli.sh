@@ -3,21 +3,7 @@
 # command, one-line errors, json that parses, the store through the CLI.
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
+. "${srcdir:-.}/tests/lib.sh"
 
 json_ok() { # json_ok NAME FILE
 	if "$PYTHON3" -c 'import json,sys; json.load(open(sys.argv[1]))' "$2" 2>/dev/null; then

@@ -10,21 +10,7 @@ set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}" "${srcdir:=.}"
 verify="$srcdir/tests/data/reports/verify.py"
 mkstore="$(dirname "$MOEKIT")/tests/check_reports"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
+. "${srcdir:-.}/tests/lib.sh"
 
 says() { # says NAME PATTERN: stderr holds PATTERN, the error is one line
 	if ! grep -q -e "$2" "$tmp/err"; then

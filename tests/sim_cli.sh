@@ -6,30 +6,7 @@
 # traces, and usage errors (exit 2).
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
-
-py() { # py NAME SCRIPT: run SCRIPT with j = the json in $tmp/out; fails on exception
-	if ! "$PYTHON3" - "$tmp/out" "$2" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-exec(sys.argv[2])
-PY
-	then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi
-}
+. "${srcdir:-.}/tests/lib.sh"
 
 base="--model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --tokens-per-gpu 256 --layers 3 --quiet"
 check "top-1 and top-2" 0 "$MOEKIT" sim $base --top-k 2,1 --format json

@@ -3,28 +3,8 @@
 # a degraded link, exit codes and one-line errors for bad matrices.
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}" "${srcdir:=.}"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "${srcdir:-.}/tests/lib.sh"
 data="$srcdir/tests/data/sim"
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
-
-err_has() { # err_has NAME TEXT: one error line, containing TEXT
-	n=$(grep -vc "^Try 'moekit" "$tmp/err")
-	if [ "$n" -ne 1 ]; then echo "FAIL: $1: $n error lines"; cat "$tmp/err"; fail=1; fi
-	if ! grep -q -e "$2" "$tmp/err"; then echo "FAIL: $1: '$2' not in: $(cat "$tmp/err")"; fail=1; fi
-}
 
 json_eq() { # json_eq NAME EXPR WANT REL: Python expression over j (the json) = WANT within REL
 	if ! "$PYTHON3" - "$tmp/out" "$2" "$3" "$4" <<'PY'

@@ -4,21 +4,7 @@
 # 1 data), one-line errors, json that parses, no partial output left behind.
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}" "${srcdir:=.}"
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-check() { # check NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
+. "${srcdir:-.}/tests/lib.sh"
 
 one_line() { # the error is one line (plus the usage hint) and says $2
 	n=$(grep -vc "^Try 'moekit" "$tmp/err")
