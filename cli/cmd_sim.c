@@ -773,6 +773,76 @@ static void print_json(const struct ctx *x, const struct runres *rr, int nr)
 	json_decref(root);
 }
 
+/* Token-level --trace (after the checks every trace gets): the top-k
+ * values it can give, the tokens per GPU (the most any rank has in a
+ * simulated layer), the placement's loads (layer 0) and the identity layer
+ * map.  Returns 0, or the exit status after printing the error. */
+static int token_trace_open(struct ctx *x, struct opts *o, const struct moe_model *m,
+			    struct moe_plan *plan, int nl)
+{
+	const struct trace_header *h = x->th;
+	const struct trace_chunk *ch;
+	enum moe_status st = MOE_OK;
+	int *cnt;
+
+	for (int i = 0; i < o->nk; i++)
+		if (o->ks[i] > (int)h->top_k && !(h->flags & TRACE_F_LOGITS))
+			return cli_usage("sim", "--top-k %d: the trace %s holds %u experts per token "
+					 "and no logits to re-route", o->ks[i], o->trace, h->top_k);
+	cnt = calloc((size_t)h->ranks, sizeof *cnt);
+	x->trace_loads = calloc((size_t)m->experts, sizeof *x->trace_loads);
+	if (cnt == NULL || x->trace_loads == NULL) {
+		free(cnt);
+		return cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+	}
+	plan->tokens_per_gpu = 0;
+	for (int l = 0; l < nl && st == MOE_OK; l++) {
+		memset(cnt, 0, (size_t)h->ranks * sizeof *cnt);
+		if ((st = trace_reader_seek(x->tr, (uint64_t)o->step, (uint32_t)l)) != MOE_OK) {
+			if (st == MOE_ENOTFOUND)
+				st = moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld", o->trace,
+					       l, o->step);
+			break;
+		}
+		while ((st = trace_reader_next(x->tr, &ch)) == MOE_OK && ch != NULL &&
+		       ch->step == (uint64_t)o->step && ch->layer == (uint32_t)l) {
+			if (ch->n > x->maxchunk)
+				x->maxchunk = ch->n;
+			for (size_t i = 0; i < ch->n; i++) {
+				uint32_t r = ch->ranks != NULL ? ch->ranks[i] : 0;
+				if (++cnt[r] > plan->tokens_per_gpu)
+					plan->tokens_per_gpu = cnt[r];
+			}
+			if (l == 0) {
+				uint64_t *ld = calloc((size_t)m->experts, sizeof *ld);
+				if (ld == NULL) {
+					st = moe_error(MOE_ENOMEM, "out of memory");
+					break;
+				}
+				trace_chunk_loads(ch, ld);
+				for (int e = 0; e < m->experts; e++)
+					x->trace_loads[e] += (double)ld[e];
+				free(ld);
+			}
+		}
+	}
+	free(cnt);
+	if (st != MOE_OK)
+		return cli_fail("sim", st);
+	if (plan->tokens_per_gpu < 1)
+		return cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no tokens",
+						 o->trace, o->step));
+	/* layer l replays the trace's layer l */
+	x->tmap = malloc((size_t)nl * sizeof *x->tmap);
+	x->tused = malloc((size_t)nl * sizeof *x->tused);
+	if (x->tmap == NULL || x->tused == NULL)
+		return cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+	for (int l = 0; l < nl; l++)
+		x->tmap[l] = x->tused[l] = l;
+	x->ntused = nl;
+	return 0;
+}
+
 /* Count-level --trace (after the checks every trace gets): the k, the
  * layers the step recorded among 0..nl-1 and the map from each simulated
  * layer to one of them, the tokens per GPU and the placement's loads.
@@ -1029,8 +1099,7 @@ int cmd_sim(int argc, char **argv)
 	memset(&x, 0, sizeof x);
 	if (o.trace != NULL) {
 		const struct trace_header *h;
-		const struct trace_chunk *ch;
-		int *cnt = NULL, nl;
+		int nl;
 		if ((st = trace_reader_open(o.trace, &x.tr)) != MOE_OK)
 			return cli_fail("sim", st);
 		h = x.th = trace_reader_header(x.tr);
@@ -1054,84 +1123,12 @@ int cmd_sim(int argc, char **argv)
 		}
 		if (o.layers > 0 && o.layers < nl)
 			nl = (int)o.layers;
-		if (h->flags & TRACE_F_COUNTS) {
-			if ((rc = count_trace_open(&x, &o, &m, &plan, given_k, nl)) != 0)
-				goto out;
-			o.layers = nl;
-			goto traced;
-		}
-		for (int i = 0; i < o.nk; i++)
-			if (o.ks[i] != (int)h->top_k && !(h->flags & TRACE_F_LOGITS)
-			    && o.ks[i] > (int)h->top_k) {
-				rc = cli_usage("sim", "--top-k %d: the trace %s holds %u experts per token and "
-					       "no logits to re-route", o.ks[i], o.trace, h->top_k);
-				goto out;
-			}
-		/* tokens per rank: the most any rank has in a simulated layer */
-		cnt = calloc((size_t)h->ranks, sizeof *cnt);
-		x.trace_loads = calloc((size_t)m.experts, sizeof *x.trace_loads);
-		if (cnt == NULL || x.trace_loads == NULL) {
-			free(cnt);
-			rc = cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+		rc = h->flags & TRACE_F_COUNTS ? count_trace_open(&x, &o, &m, &plan, given_k, nl)
+					       : token_trace_open(&x, &o, &m, &plan, nl);
+		if (rc != 0)
 			goto out;
-		}
-		plan.tokens_per_gpu = 0;
-		for (int l = 0; l < nl; l++) {
-			memset(cnt, 0, (size_t)h->ranks * sizeof *cnt);
-			if ((st = trace_reader_seek(x.tr, (uint64_t)o.step, (uint32_t)l)) != MOE_OK) {
-				free(cnt);
-				if (st == MOE_ENOTFOUND)
-					st = moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld", o.trace, l,
-						       o.step);
-				rc = cli_fail("sim", st);
-				goto out;
-			}
-			while ((st = trace_reader_next(x.tr, &ch)) == MOE_OK && ch != NULL &&
-			       ch->step == (uint64_t)o.step && ch->layer == (uint32_t)l) {
-				if (ch->n > x.maxchunk)
-					x.maxchunk = ch->n;
-				for (size_t i = 0; i < ch->n; i++) {
-					uint32_t r = ch->ranks != NULL ? ch->ranks[i] : 0;
-					if (++cnt[r] > plan.tokens_per_gpu)
-						plan.tokens_per_gpu = cnt[r];
-				}
-				if (l == 0) {
-					uint64_t *ld = calloc((size_t)m.experts, sizeof *ld);
-					if (ld == NULL) {
-						st = moe_error(MOE_ENOMEM, "out of memory");
-						break;
-					}
-					trace_chunk_loads(ch, ld);
-					for (int e = 0; e < m.experts; e++)
-						x.trace_loads[e] += (double)ld[e];
-					free(ld);
-				}
-			}
-			if (st != MOE_OK) {
-				free(cnt);
-				rc = cli_fail("sim", st);
-				goto out;
-			}
-		}
-		free(cnt);
-		if (plan.tokens_per_gpu < 1) {
-			rc = cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no tokens",
-						       o.trace, o.step));
-			goto out;
-		}
 		o.layers = nl;
-		/* token level: layer l replays the trace's layer l */
-		x.tmap = malloc((size_t)nl * sizeof *x.tmap);
-		x.tused = malloc((size_t)nl * sizeof *x.tused);
-		if (x.tmap == NULL || x.tused == NULL) {
-			rc = cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
-			goto out;
-		}
-		for (int l = 0; l < nl; l++)
-			x.tmap[l] = x.tused[l] = l;
-		x.ntused = nl;
 	}
-traced:
 	/* the EP group is the simulated cluster; other groups run alongside */
 	c = full;
 	moe_cluster_narrow(&c, plan.ep);
