@@ -24,11 +24,11 @@ enum { F_PENDING = 0, F_ACTIVE = 1, F_DONE = 2 };
  * 64-byte line (the array is 64-byte aligned) so that visiting a flow
  * costs one cache miss, not one per array. */
 struct flow_hot {
-	double bytes, t_end;  /* t_end: when it ended; NaN while it runs */
+	_Alignas(64) double bytes;
+	double t_end;         /* when it ended; NaN while it runs */
 	int path[SIM_PATH_MAX - 1];
 	int plen;
 	int bott;             /* bottleneck link (its share is the rate); -1 none */
-	unsigned amark;       /* epoch mark: in A */
 	unsigned char state;  /* F_PENDING, F_ACTIVE, F_DONE */
 };
 
@@ -63,8 +63,8 @@ struct sim_net {
 	int *ended;           /* flows ended in the current event */
 	int *started, nstarted; /* flows started in the current event */
 	int *alist, na;       /* A: the flows being re-solved */
-	/* A again, one bit a flow: a scan of a link's flows skips A's without
-	 * reading their records (the bits of a solve are cleared after it) */
+	/* A as one bit a flow, so that a scan of a link's flows skips A's
+	 * without reading their records (cleared after each solve) */
 	uint64_t *abits;
 	int *bpos;            /* position of a flow in its bottleneck's heap */
 	unsigned epA, epL, epD;
@@ -408,7 +408,6 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->h[f].state = F_PENDING;
 	n->h[f].plen = p->n;
 	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
-	n->h[f].amark = 0;
 	n->h[f].bott = -1;
 	if (flow != NULL)
 		*flow = f;
@@ -617,9 +616,8 @@ static int join(struct sim_net *n, int f)
 	struct aflow *a;
 	double r;
 
-	if (n->h[f].amark == n->epA || n->h[f].state != F_ACTIVE)
+	if ((n->abits[f >> 6] >> (f & 63) & 1) || n->h[f].state != F_ACTIVE)
 		return 0;
-	n->h[f].amark = n->epA;
 	n->abits[f >> 6] |= (uint64_t)1 << (f & 63);
 	r = rate_of(n, f);
 	a = &n->af[n->na];
@@ -721,9 +719,7 @@ static int recompute(struct sim_net *n)
 	n->ncl = 0;
 	n->ndirty = 0;
 	n->st.recomputes++;
-	n->st.solves++;
 	if (n->full) {
-		n->st.full_solves++;
 		if (seed_component(n) != 0)
 			return -1;
 	} else {

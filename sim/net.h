@@ -79,8 +79,6 @@ struct sim_net_stats {
 	uint64_t flow_visits;   /* flows re-solved by recomputations (their cost) */
 	uint64_t scanned;       /* held flows read looking for ones too fast */
 	uint64_t rate_changes;  /* flows whose rate changed */
-	uint64_t solves;        /* partial solves (a recomputation may need several) */
-	uint64_t full_solves;   /* recomputations that fell back to the whole component */
 };
 
 /* Creates an empty network on topology t (borrowed) with room for

@@ -386,12 +386,10 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
 				return st;
 		}
-	for (int e = 0; e < E; e++) {
-		s->cnt[e] = (double)s->kexp[e];
+	for (int e = 0; e < E; e++)
 		for (int r = 0; r < R; r++)
 			if (s->krep[e * R + r] > 0)
 				keep(s, e, r, (double)s->krep[e * R + r], expert_tokens);
-	}
 	return layer_end(s, kept, dropped, fwd, bwd);
 }
 

@@ -88,7 +88,7 @@ struct sim_step {
 	double elapsed_s;            /* sum of layer totals */
 	/* scratch */
 	double *fin, *fin2, *comp, *load, *lb;
-	double *cnt;                 /* experts: assignments kept this layer */
+	double *cnt;                 /* count path: assignments kept per expert this layer */
 	/* token path: kept assignments per expert and per expert replica,
 	 * counted in integers and added to the loads once per layer (a
 	 * floating-point add per assignment into a hot expert's slot is a
