@@ -20,6 +20,7 @@
 #include <gsl/gsl_rng.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,38 @@ static enum moe_status trace_counts_layer(struct ctx *x, int layer, double *cnt)
 	return MOE_OK;
 }
 
+/* One layer of the trace read into a buffer, on a thread of its own while
+ * the previous layer is simulated: reading and checking a trace is about a
+ * third of a replay's work, and it depends on nothing the simulation does. */
+struct loader {
+	struct ctx *x;
+	int layer, k;
+	int *rk;                          /* token level: the layer's routes */
+	double *cnts;                     /* count level: its count matrix */
+	const struct moe_route_policy *pol;
+	struct moe_route_workspace *ws;
+	int32_t *ids;
+	float *wts;
+	int *fill;
+	enum moe_status st;
+	char msg[1024];                   /* the thread's error message */
+};
+
+static void *load_layer(void *arg)
+{
+	struct loader *ld = arg;
+	struct ctx *x = ld->x;
+
+	if (x->counts)
+		ld->st = trace_counts_layer(x, x->tmap[ld->layer], ld->cnts);
+	else
+		ld->st = trace_layer(x, ld->layer, ld->k, ld->rk, ld->pol, ld->ws, ld->ids, ld->wts,
+				     ld->fill);
+	if (ld->st != MOE_OK)
+		snprintf(ld->msg, sizeof ld->msg, "%s", moe_errmsg());
+	return NULL;
+}
+
 static int simulate(struct ctx *x, int k, struct runres *rr)
 {
 	const struct opts *o = x->o;
@@ -319,8 +352,11 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	struct sim_placement *pl = NULL;
 	struct sim_step *st = NULL;
 	struct sim_step_opts so = {o->algo, o->dedup, o->mode, 0, 0};
-	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL, *cnts = NULL;
-	int *routes = NULL, *rk = NULL;
+	double *loads = NULL, *et = NULL, *ed = NULL, *before = NULL, *cnts = NULL, *cbuf[2] = {0};
+	int *routes = NULL, *rk = NULL, *rbuf[2] = {0};
+	struct loader ld;
+	pthread_t loader;
+	int loading = 0;
 	gsl_rng *rng = NULL;
 	gsl_ran_discrete_t *tab = NULL;
 	enum moe_status s = MOE_OK;
@@ -341,12 +377,18 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	et = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *et);
 	ed = malloc((size_t)E * SIM_PLACE_MAX_REPLICAS * sizeof *ed);
 	before = malloc(((size_t)L + 1) * sizeof *before);
+	/* two of each: the loader fills one while the other is simulated */
 	if (x->counts) {
 		/* one layer's count matrix instead of per-token routes */
-		cnts = malloc((size_t)G * (size_t)E * sizeof *cnts);
+		cnts = cbuf[0] = malloc((size_t)G * (size_t)E * sizeof *cnts);
+		cbuf[1] = malloc((size_t)G * (size_t)E * sizeof *cnts);
+		if (cbuf[1] == NULL)
+			cnts = NULL;
 	} else {
 		routes = malloc((size_t)G * (size_t)T * (size_t)(x->tr ? 1 : x->kmax) * sizeof *routes);
-		rk = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk);
+		rk = rbuf[0] = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk);
+		if (x->tr != NULL && (rbuf[1] = malloc((size_t)G * (size_t)T * (size_t)k * sizeof *rk)) == NULL)
+			rk = NULL;
 	}
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
 	if (loads == NULL || et == NULL || ed == NULL || before == NULL || rng == NULL ||
@@ -392,6 +434,16 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	if ((s = sim_step_new(m, x->c, x->plan, x->t, pl, &so, &st)) != MOE_OK)
 		goto fail;
 	sim_step_set_coalesce(st, o->coalesce);
+	memset(&ld, 0, sizeof ld);
+	ld.x = x;
+	ld.k = k;
+	ld.cnts = cbuf[0];
+	ld.rk = rbuf[0];
+	ld.pol = &pol;
+	ld.ws = ws;
+	ld.ids = rids;
+	ld.wts = rw;
+	ld.fill = fill;
 	if (x->db != NULL) {
 		char label[256];
 		struct store_run_meta meta;
@@ -422,12 +474,29 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 		int training = x->plan->phase == MOE_PHASE_TRAINING, tl;
 		char what[64];
 
-		if (x->counts) {
-			if ((s = trace_counts_layer(x, x->tmap[layer], cnts)) != MOE_OK)
+		if (x->tr != NULL) {
+			/* this layer: loaded by the thread started last time (or
+			 * here, for the first layer or when no thread could start);
+			 * then the next one's thread starts */
+			if (loading) {
+				pthread_join(loader, NULL);
+				loading = 0;
+			} else {
+				ld.layer = layer;
+				load_layer(&ld);
+			}
+			if (ld.st != MOE_OK) {
+				s = moe_error(ld.st, "%s", ld.msg);
 				goto fail;
-		} else if (x->tr != NULL) {
-			if ((s = trace_layer(x, layer, k, rk, &pol, ws, rids, rw, fill)) != MOE_OK)
-				goto fail;
+			}
+			cnts = cbuf[layer & 1];
+			rk = rbuf[layer & 1];
+			if (layer + 1 < x->nlayers) {
+				ld.layer = layer + 1;
+				ld.cnts = cbuf[(layer + 1) & 1];
+				ld.rk = rbuf[(layer + 1) & 1];
+				loading = pthread_create(&loader, NULL, load_layer, &ld) == 0;
+			}
 		} else {
 			/* the same draws for every k: a seed per layer */
 			gsl_rng_set(rng, (unsigned long)o->seed * 1000003UL + (unsigned long)layer);
@@ -590,11 +659,14 @@ fail:
 		store_run_fail(x->db, id, moe_errmsg());
 	rc = cli_fail("sim", s);
 out:
+	if (loading)
+		pthread_join(loader, NULL);
 	if (tab != NULL)
 		gsl_ran_discrete_free(tab);
 	if (rng != NULL)
 		gsl_rng_free(rng);
-	free(loads); free(et); free(ed); free(before); free(routes); free(rk); free(fill); free(cnts);
+	free(loads); free(et); free(ed); free(before); free(routes); free(rbuf[0]); free(rbuf[1]);
+	free(fill); free(cbuf[0]); free(cbuf[1]);
 	free(rids); free(rw);
 	moe_route_workspace_free(ws);
 	sim_step_free(st);

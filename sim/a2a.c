@@ -59,41 +59,73 @@ void sim_traffic_clear(struct sim_traffic *tr)
 	memset(tr->node, 0, g * (size_t)tr->nodes * sizeof(double));
 }
 
-enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int *dst, int k,
-				      double count)
+/* Adds count copies of one token from GPU src whose experts live on
+ * dst[0..k-1] (checked), negative entries skipped. */
+static inline void tally(struct sim_traffic *tr, int src, const int *dst, int k, double count)
 {
 	size_t G = (size_t)tr->gpus;
+	double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
+	double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
+	unsigned st = ++tr->stamp;
 
+	if (st == 0) {
+		memset(tr->gseen, 0, (size_t)tr->gpus * sizeof(unsigned));
+		memset(tr->nseen, 0, (size_t)tr->nodes * sizeof(unsigned));
+		st = tr->stamp = 1;
+	}
+	for (int i = 0; i < k; i++) {
+		int g = dst[i], ni;
+		if (g < 0)
+			continue;
+		ni = tr->node_of[g];
+		prow[g] += count;
+		if (tr->gseen[g] != st) {
+			tr->gseen[g] = st;
+			grow[g] += count;
+		}
+		if (tr->nseen[ni] != st) {
+			tr->nseen[ni] = st;
+			nrow[ni] += count;
+		}
+	}
+}
+
+static enum moe_status check_source(const struct sim_traffic *tr, int src, int k)
+{
 	if (k < 1 || k > 1024)
 		MOE_FAIL(MOE_EINVAL, "traffic: a token with %d experts: expected 1..1024", k);
 	if (src < 0 || src >= tr->gpus)
 		MOE_FAIL(MOE_EINVAL, "traffic: source GPU %d outside 0..%d", src, tr->gpus - 1);
+	return MOE_OK;
+}
+
+enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int *dst, int k,
+				      double count)
+{
+	if (check_source(tr, src, k) != MOE_OK)
+		return MOE_EINVAL;
 	for (int i = 0; i < k; i++)
 		if (dst[i] < 0 || dst[i] >= tr->gpus)
 			MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", dst[i],
 				 tr->gpus - 1);
-	{
-		double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
-		double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
-		unsigned st = ++tr->stamp;
-		if (st == 0) {
-			memset(tr->gseen, 0, G * sizeof(unsigned));
-			memset(tr->nseen, 0, (size_t)tr->nodes * sizeof(unsigned));
-			st = tr->stamp = 1;
-		}
-		for (int i = 0; i < k; i++) {
-			int g = dst[i], ni = tr->node_of[g];
-			prow[g] += count;
-			if (tr->gseen[g] != st) {
-				tr->gseen[g] = st;
-				grow[g] += count;
-			}
-			if (tr->nseen[ni] != st) {
-				tr->nseen[ni] = st;
-				nrow[ni] += count;
-			}
-		}
-	}
+	tally(tr, src, dst, k, count);
+	return MOE_OK;
+}
+
+enum moe_status sim_traffic_add_tokens(struct sim_traffic *tr, int src, const int *dst, int k,
+				       long ntok)
+{
+	size_t n = (size_t)(ntok > 0 ? ntok : 0) * (size_t)(k > 0 ? k : 0);
+
+	if (check_source(tr, src, k) != MOE_OK)
+		return MOE_EINVAL;
+	/* all checked first, so that an error adds nothing */
+	for (size_t i = 0; i < n; i++)
+		if (dst[i] >= tr->gpus)
+			MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", dst[i],
+				 tr->gpus - 1);
+	for (long t = 0; t < ntok; t++)
+		tally(tr, src, dst + (size_t)t * (size_t)k, k, 1);
 	return MOE_OK;
 }
 

@@ -76,6 +76,14 @@ void sim_traffic_clear(struct sim_traffic *tr);
 enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int *dst, int k,
 				      double count);
 
+/* Adds ntok tokens from GPU src, one each: token i's experts live on GPUs
+ * dst[i*k .. i*k+k-1], where a negative entry is an expert it lost (a
+ * dropped assignment).  The same as sim_traffic_add_token per token with
+ * its non-negative entries and count 1, in one call per source.  Returns
+ * MOE_OK, or MOE_EINVAL as sim_traffic_add_token (nothing added then). */
+enum moe_status sim_traffic_add_tokens(struct sim_traffic *tr, int src, const int *dst, int k,
+				       long ntok);
+
 /* Adds count (>= 0) units from src to dst where only counts are known. */
 enum moe_status sim_traffic_add(struct sim_traffic *tr, int src, int dst, double count);
 

@@ -117,7 +117,8 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	s->cnt = calloc((size_t)E, sizeof(double));
 	s->kexp = calloc((size_t)E, sizeof(int64_t));
 	s->krep = calloc((size_t)E * R, sizeof(int64_t));
-	s->dst = calloc(1024, sizeof(int));
+	s->dst_cap = 1024;
+	s->dst = calloc(s->dst_cap, sizeof(int));
 	s->slot = calloc((size_t)E * R, sizeof(int));
 	s->nslots = calloc((size_t)G + 1, sizeof(int));
 	s->link_bytes = calloc((size_t)t->nlinks + 1, sizeof(double));
@@ -358,34 +359,46 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 
 	if ((st = layer_begin(s, k, expert_tokens, expert_dropped, fwd, bwd, &cap)) != MOE_OK)
 		return st;
-	for (int g = 0; g < G; g++)
-		for (long i = 0; i < T; i++) {
-			const int *ex = &experts[((size_t)g * (size_t)T + (size_t)i) * (size_t)k];
-			int n = 0;
-			for (int j = 0; j < k; j++) {
-				int e = ex[j], rank, r = 0;
-				if (e < 0)
-					continue;
-				if (e >= E)
-					MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
-						 m->name);
-				if ((double)s->kexp[e] >= cap) {
-					dropped++;
-					if (expert_dropped != NULL)
-						expert_dropped[e * R]++;
-					continue;
-				}
-				s->kexp[e]++;
-				rank = sim_placement_rank(s->place, e, g, i);
+	if ((size_t)T * (size_t)k > s->dst_cap) {
+		int *x = realloc(s->dst, (size_t)T * (size_t)k * sizeof *x);
+		if (x == NULL)
+			MOE_FAIL(MOE_ENOMEM, "step: out of memory for %d tokens", T);
+		s->dst = x;
+		s->dst_cap = (size_t)T * (size_t)k;
+	}
+	for (int g = 0; g < G; g++) {
+		const int *ex = &experts[(size_t)g * (size_t)T * (size_t)k];
+		/* each GPU's tokens in order: capacity goes first come first
+		 * served, lowest GPU first */
+		for (size_t i = 0; i < (size_t)T * (size_t)k; i++) {
+			int e = ex[i], rank, r = 0;
+			s->dst[i] = -1;
+			if (e < 0)
+				continue;
+			if (e >= E)
+				MOE_FAIL(MOE_EINVAL, "step: expert %d outside 0..%d of %s", e, E - 1,
+					 m->name);
+			if ((double)s->kexp[e] >= cap) {
+				dropped++;
+				if (expert_dropped != NULL)
+					expert_dropped[e * R]++;
+				continue;
+			}
+			s->kexp[e]++;
+			if (s->place->nrep[e] == 1) {
+				rank = s->place->rep[e * R];
+			} else {
+				rank = sim_placement_rank(s->place, e, g, (long)(i / (size_t)k));
 				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
 					r++;
-				s->krep[e * R + r]++;
-				s->dst[n++] = rank;
-				kept++;
 			}
-			if (n > 0 && (st = sim_traffic_add_token(s->tr, g, s->dst, n, 1)) != MOE_OK)
-				return st;
+			s->krep[e * R + r]++;
+			s->dst[i] = rank;
+			kept++;
 		}
+		if ((st = sim_traffic_add_tokens(s->tr, g, s->dst, k, T)) != MOE_OK)
+			return st;
+	}
 	for (int e = 0; e < E; e++)
 		for (int r = 0; r < R; r++)
 			if (s->krep[e * R + r] > 0)

@@ -94,7 +94,10 @@ struct sim_step {
 	 * floating-point add per assignment into a hot expert's slot is a
 	 * chain of dependent adds; the sums are the same, exact integers) */
 	int64_t *kexp, *krep;
+	/* token path: one GPU's tokens' destination ranks (tokens x k, -1
+	 * where an assignment was dropped), for sim_traffic_add_tokens */
 	int *dst;
+	size_t dst_cap;
 	int *slot;                   /* experts x replicas: index in its GPU's loads */
 	int *nslots;                 /* per GPU */
 	/* the two-micro-batch schedule (overlap_graph in step.c): built once,

@@ -1190,6 +1190,47 @@ START_TEST(a2a_dedup_counts)
 }
 END_TEST
 
+/* A GPU's tokens added in one call, dropped slots -1, give exactly what
+ * adding each token on its own with its kept slots gives; a bad slot is
+ * refused with nothing added. */
+START_TEST(a2a_batch_tokens_equal_one_by_one)
+{
+	struct a2a_env a, b;
+	int dst[50 * 3], kept[3];
+	unsigned x = 12345;
+
+	a2a_env_init(&a, 2, 4);
+	a2a_env_init(&b, 2, 4);
+	for (int s = 0; s < 8; s++) {
+		for (int i = 0; i < 50 * 3; i++) {
+			x = x * 1103515245u + 12345u;
+			dst[i] = (int)(x >> 16) % 9 - 1; /* -1 (dropped) .. 7 */
+		}
+		ck_assert_int_eq(sim_traffic_add_tokens(a.tr, s, dst, 3, 50), MOE_OK);
+		for (int t = 0; t < 50; t++) {
+			int n = 0;
+			for (int j = 0; j < 3; j++)
+				if (dst[t * 3 + j] >= 0)
+					kept[n++] = dst[t * 3 + j];
+			if (n > 0)
+				ck_assert_int_eq(sim_traffic_add_token(b.tr, s, kept, n, 1), MOE_OK);
+		}
+	}
+	ck_assert_mem_eq(a.tr->pairs, b.tr->pairs, 64 * sizeof(double));
+	ck_assert_mem_eq(a.tr->gpu, b.tr->gpu, 64 * sizeof(double));
+	ck_assert_mem_eq(a.tr->node, b.tr->node, 16 * sizeof(double));
+	ck_assert_double_ne(a.tr->pairs[1], 0);
+	dst[149] = 8;
+	memcpy(b.tr->pairs, a.tr->pairs, 64 * sizeof(double));
+	ck_assert_int_eq(sim_traffic_add_tokens(a.tr, 0, dst, 3, 50), MOE_EINVAL);
+	ck_assert_mem_eq(a.tr->pairs, b.tr->pairs, 64 * sizeof(double));
+	ck_assert_int_eq(sim_traffic_add_tokens(a.tr, 8, dst, 3, 1), MOE_EINVAL);
+	ck_assert_int_eq(sim_traffic_add_tokens(a.tr, 0, dst, 0, 1), MOE_EINVAL);
+	a2a_env_free(&a);
+	a2a_env_free(&b);
+}
+END_TEST
+
 /* Every token of node 0 wants two experts of node 1 (GPUs 4+i and 5+i mod
  * 4): direct sends two network copies, hierarchical and forwarding one. */
 START_TEST(a2a_two_stage_send_fewer_network_bytes)
@@ -1848,6 +1889,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, net_worked_example);
 	tcase_add_test(core, net_callbacks_chain_flows_deterministically);
 	tcase_add_test(core, a2a_dedup_counts);
+	tcase_add_test(core, a2a_batch_tokens_equal_one_by_one);
 	tcase_add_test(core, a2a_two_stage_send_fewer_network_bytes);
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
