@@ -47,7 +47,6 @@ struct sim_net {
 	/* flows */
 	int nf, capf;
 	struct flow_hot *h;   /* what a recomputation reads, one cache line a flow */
-	double *lat;
 	int64_t *tag;
 	/* links */
 	/* per link: the flows that crossed it since it was last idle, ended
@@ -213,9 +212,6 @@ static int grow_flows(struct sim_net *n, int cap)
 	free(n->h);
 	n->h = x;
 
-	if (grow1(n->lat, sizeof *n->lat, cap, &x) != 0)
-		return -1;
-	n->lat = x;
 	if (grow1(n->tag, sizeof *n->tag, cap, &x) != 0)
 		return -1;
 	n->tag = x;
@@ -332,7 +328,7 @@ void sim_net_free(struct sim_net *n)
 	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
 	free(n->lmark); free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
 	free(n->h);
-	free(n->lat); free(n->tag);
+	free(n->tag);
 	free(n->started); free(n->alist); 
 	free(n->bpos); free(n->abits); free(n->af);
 	free(n->ended);
@@ -403,7 +399,6 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->nf++;
 	n->h[f].bytes = bytes;
 	n->h[f].t_end = NAN;
-	n->lat[f] = p->lat_s;
 	n->tag[f] = tag;
 	n->h[f].state = F_PENDING;
 	n->h[f].plen = p->n;
