@@ -1115,8 +1115,10 @@ static int a2a_parse(const struct a2a_bench *b, int argc, char **argv, struct a2
 }
 
 /* Measures the sizes doubling from o->min_B up to o->max_B (at most
- * A2A_MAX_SIZES of them) into size_B[] and time_s[], *n of them.  Returns
- * MOE_OK, or the first failed measurement's status. */
+ * A2A_MAX_SIZES of them) into size_B[] and time_s[], *n of them.  A size
+ * that rounds (to whole elements per peer) to the one before it is measured
+ * once: one row and one stored stage per size.  Returns MOE_OK, or the
+ * first failed measurement's status. */
 static enum moe_status a2a_sweep(const struct a2a_bench *b, const struct a2a_opts *o,
 				 double *size_B, double *time_s, int *n)
 {
@@ -1126,7 +1128,8 @@ static enum moe_status a2a_sweep(const struct a2a_bench *b, const struct a2a_opt
 	for (double x = o->min_B; x <= o->max_B && *n < A2A_MAX_SIZES; x *= 2) {
 		if ((st = b->measure(o, (size_t)x, &time_s[*n], &size_B[*n])) != MOE_OK)
 			return st;
-		(*n)++;
+		if (*n == 0 || size_B[*n] != size_B[*n - 1])
+			(*n)++;
 	}
 	return MOE_OK;
 }

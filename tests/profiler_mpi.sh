@@ -64,4 +64,12 @@ for r in rows:
     assert abs(float(r["algbw_GBps"]) - int(r["size_B"]) / float(r["time_us"]) / 1e3) <= 0.002 * float(r["algbw_GBps"]) + 0.001, r
 PY
 "$MOEKIT" db list --db "$work/s.db" | grep -q "done  *a2a" && echo "ok: stored a2a run" || { echo "FAIL: stored a2a"; fail=1; }
+# 4 B over 2 ranks rounds up to 8 B, as the next size does: one row and one
+# stored stage for it, not a duplicate stage that the store refuses
+timeout 60 "$MPIEXEC" -n 2 "$MOEKIT" profile a2a --min-bytes 4 --max-bytes 16 --iters 2 \
+	--warmup 1 --format csv --db "$work/r.db" >"$work/r.csv" 2>"$work/err"
+rc=$?
+[ $rc -eq 0 ] && [ "$(cut -d, -f1 "$work/r.csv" | tr '\n' ' ')" = "size_B 8 16 " ] \
+	&& echo "ok: a2a sizes that round together" \
+	|| { echo "FAIL: a2a rounded sizes: $rc $(cat "$work/r.csv" "$work/err")"; fail=1; }
 exit $fail
