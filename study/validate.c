@@ -139,15 +139,9 @@ static enum moe_status simulate(const struct study_calib_prun *p, const struct s
 	enum moe_status s;
 
 	model_of(p, &m);
-	/* the expert-parallel group alone: one node of ep GPUs, or whole nodes */
-	if (p->ep <= c.gpus_per_node) {
-		c.nodes = 1;
-		c.gpus_per_node = p->ep;
-		if (c.nics > c.gpus_per_node || (c.nics > 0 && c.gpus_per_node % c.nics != 0))
-			c.nics = c.nics > 0 ? 1 : 0;
-	} else {
-		c.nodes = p->ep / c.gpus_per_node;
-	}
+	/* the expert-parallel group alone: one node of ep GPUs, or whole nodes
+	 * (unfit() refused the rest), as moekit sim narrows it */
+	moe_cluster_narrow(&c, p->ep);
 	memset(&plan, 0, sizeof plan);
 	plan.ep = p->ep;
 	plan.dp = plan.tp = 1;

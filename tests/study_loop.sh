@@ -109,6 +109,11 @@ n=$("$MOEKIT" db list --db "$db" | grep -c "validate of run")
 [ "$n" -eq 5 ] && echo "ok: 5 simulations stored" || { echo "FAIL: $n simulations stored"; fail=1; }
 "$MOEKIT" db export 11 --db "$db" --table metrics --format csv | grep -q "^relerr_dispatch," \
 	&& echo "ok: stored relative errors" || { echo "FAIL: stored metrics of the EP validation"; fail=1; }
+# on a cluster of node groups, runs narrower than a node (1 and 2 GPUs) are
+# simulated on one node of the first group, as moekit sim does
+"$MOEKIT" validate --db "$db" --cluster mixed-h100-a100 --no-store --format csv >"$work/mixed.csv" \
+	2>"$work/err" && [ "$(grep -c "^5," "$work/mixed.csv")" -eq 4 ] \
+	&& echo "ok: validate on node groups" || { echo "FAIL: validate on node groups: $(cat "$work/err")"; fail=1; }
 
 # 6. no matching run: an error, nothing stored
 "$MOEKIT" validate --db "$db" --cluster "$work/here.ini" --runs 6 2>"$work/err" >/dev/null
