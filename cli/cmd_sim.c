@@ -849,58 +849,110 @@ static void print_json(const struct ctx *x, const struct runres *rr, int nr)
  * values it can give, the tokens per GPU (the most any rank has in a
  * simulated layer), the placement's loads (layer 0) and the identity layer
  * map.  Returns 0, or the exit status after printing the error. */
+/* One part of the scan of a token trace's layers [from, to) for the step:
+ * the most tokens any rank sends in a layer, the largest chunk, and (for
+ * layer 0) the per-expert loads. */
+struct tscan {
+	const struct opts *o;
+	const struct trace_header *h;
+	struct trace_reader *tr;          /* this part's own reader */
+	int from, to, experts;
+	double *loads;                    /* experts, or NULL: layer 0 is not here */
+	long most;                        /* tokens of the fullest rank */
+	size_t maxchunk;
+	enum moe_status st;
+	char msg[1024];                   /* the error, when read on a thread */
+};
+
+static void *tscan_run(void *arg)
+{
+	struct tscan *sc = arg;
+	const struct trace_chunk *ch;
+	enum moe_status st = MOE_OK;
+	long *cnt = calloc((size_t)sc->h->ranks, sizeof *cnt);
+	uint64_t *ld = calloc((size_t)sc->experts, sizeof *ld);
+
+	if (cnt == NULL || ld == NULL)
+		st = moe_error(MOE_ENOMEM, "out of memory");
+	for (int l = sc->from; l < sc->to && st == MOE_OK; l++) {
+		memset(cnt, 0, (size_t)sc->h->ranks * sizeof *cnt);
+		if ((st = trace_reader_seek(sc->tr, (uint64_t)sc->o->step, (uint32_t)l)) != MOE_OK) {
+			if (st == MOE_ENOTFOUND)
+				st = moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld",
+					       sc->o->trace, l, sc->o->step);
+			break;
+		}
+		while ((st = trace_reader_next(sc->tr, &ch)) == MOE_OK && ch != NULL &&
+		       ch->step == (uint64_t)sc->o->step && ch->layer == (uint32_t)l) {
+			if (ch->n > sc->maxchunk)
+				sc->maxchunk = ch->n;
+			for (size_t i = 0; i < ch->n; i++) {
+				uint32_t r = ch->ranks != NULL ? ch->ranks[i] : 0;
+				if (++cnt[r] > sc->most)
+					sc->most = cnt[r];
+			}
+			if (l == 0 && sc->loads != NULL) {
+				memset(ld, 0, (size_t)sc->experts * sizeof *ld);
+				trace_chunk_loads(ch, ld);
+				for (int e = 0; e < sc->experts; e++)
+					sc->loads[e] += (double)ld[e];
+			}
+		}
+	}
+	free(cnt);
+	free(ld);
+	sc->st = st;
+	if (st != MOE_OK)
+		snprintf(sc->msg, sizeof sc->msg, "%s", moe_errmsg());
+	return NULL;
+}
+
+/* Token-level --trace: the tokens per GPU (the fullest rank's), the largest
+ * chunk and the placement's loads, read from every simulated layer of the
+ * step, which checks them all before any work.  The later half of the
+ * layers is read on a second thread with its own reader.  Returns 0, or the
+ * exit status after printing the error (the first layer's in order). */
 static int token_trace_open(struct ctx *x, struct opts *o, const struct moe_model *m,
 			    struct moe_plan *plan, int nl)
 {
 	const struct trace_header *h = x->th;
-	const struct trace_chunk *ch;
-	enum moe_status st = MOE_OK;
-	int *cnt;
+	struct tscan sc[2];
+	pthread_t th;
+	int threaded = 0;
 
 	for (int i = 0; i < o->nk; i++)
 		if (o->ks[i] > (int)h->top_k && !(h->flags & TRACE_F_LOGITS))
 			return cli_usage("sim", "--top-k %d: the trace %s holds %u experts per token "
 					 "and no logits to re-route", o->ks[i], o->trace, h->top_k);
-	cnt = calloc((size_t)h->ranks, sizeof *cnt);
 	x->trace_loads = calloc((size_t)m->experts, sizeof *x->trace_loads);
-	if (cnt == NULL || x->trace_loads == NULL) {
-		free(cnt);
+	if (x->trace_loads == NULL)
 		return cli_fail("sim", moe_error(MOE_ENOMEM, "out of memory"));
+	memset(sc, 0, sizeof sc);
+	for (int i = 0; i < 2; i++) {
+		sc[i].o = o;
+		sc[i].h = h;
+		sc[i].experts = m->experts;
 	}
-	plan->tokens_per_gpu = 0;
-	for (int l = 0; l < nl && st == MOE_OK; l++) {
-		memset(cnt, 0, (size_t)h->ranks * sizeof *cnt);
-		if ((st = trace_reader_seek(x->tr, (uint64_t)o->step, (uint32_t)l)) != MOE_OK) {
-			if (st == MOE_ENOTFOUND)
-				st = moe_error(MOE_EINVAL, "--trace %s: no layer %d in step %ld", o->trace,
-					       l, o->step);
-			break;
-		}
-		while ((st = trace_reader_next(x->tr, &ch)) == MOE_OK && ch != NULL &&
-		       ch->step == (uint64_t)o->step && ch->layer == (uint32_t)l) {
-			if (ch->n > x->maxchunk)
-				x->maxchunk = ch->n;
-			for (size_t i = 0; i < ch->n; i++) {
-				uint32_t r = ch->ranks != NULL ? ch->ranks[i] : 0;
-				if (++cnt[r] > plan->tokens_per_gpu)
-					plan->tokens_per_gpu = cnt[r];
-			}
-			if (l == 0) {
-				uint64_t *ld = calloc((size_t)m->experts, sizeof *ld);
-				if (ld == NULL) {
-					st = moe_error(MOE_ENOMEM, "out of memory");
-					break;
-				}
-				trace_chunk_loads(ch, ld);
-				for (int e = 0; e < m->experts; e++)
-					x->trace_loads[e] += (double)ld[e];
-				free(ld);
-			}
-		}
+	sc[0].tr = x->tr;
+	sc[0].loads = x->trace_loads;
+	sc[0].to = sc[1].from = nl >= 2 ? nl / 2 : nl;
+	sc[1].to = nl;
+	if (sc[1].from < sc[1].to && trace_reader_open(o->trace, &sc[1].tr) == MOE_OK)
+		threaded = pthread_create(&th, NULL, tscan_run, &sc[1]) == 0;
+	if (!threaded) {
+		/* one reader for everything */
+		sc[0].to = nl;
+		sc[1].to = sc[1].from;
 	}
-	free(cnt);
-	if (st != MOE_OK)
-		return cli_fail("sim", st);
+	tscan_run(&sc[0]);
+	if (threaded)
+		pthread_join(th, NULL);
+	trace_reader_close(sc[1].tr);
+	for (int i = 0; i < 2; i++)
+		if (sc[i].st != MOE_OK)
+			return cli_fail("sim", moe_error(sc[i].st, "%s", sc[i].msg));
+	x->maxchunk = sc[0].maxchunk > sc[1].maxchunk ? sc[0].maxchunk : sc[1].maxchunk;
+	plan->tokens_per_gpu = (int)(sc[0].most > sc[1].most ? sc[0].most : sc[1].most);
 	if (plan->tokens_per_gpu < 1)
 		return cli_fail("sim", moe_error(MOE_EINVAL, "--trace %s: step %ld has no tokens",
 						 o->trace, o->step));

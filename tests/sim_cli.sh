@@ -121,6 +121,31 @@ grep -q "16 source ranks" "$tmp/err" || { echo "FAIL: ranks message"; fail=1; }
 check "trace experts differ from the model" 2 "$MOEKIT" sim --model mixtral-8x7b --cluster dgx-h100:2 --ep 8 --trace "$tr" --layers 3
 check "trace layers differ from the model" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tr"
 check "no trace file" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/none.moetrace"
+# a damaged chunk is found before any work, whichever half of the layers
+# (read on two threads) holds it; with two, the earlier layer's is named
+damage() { # damage IN OUT LAYER...: flip a payload byte of each layer's first chunk
+	"$PYTHON3" - "$@" <<'PY'
+import struct, sys
+src, dst, layers = sys.argv[1], sys.argv[2], {int(x) for x in sys.argv[3:]}
+b = bytearray(open(src, "rb").read())
+index = struct.unpack_from("<Q", b, len(b) - 40)[0]
+seen = set()
+for i in range(struct.unpack_from("<Q", b, index + 8)[0]):
+    step, layer, kind, off, n = struct.unpack_from("<QIIQQ", b, index + 16 + 32 * i)
+    if layer in layers and layer not in seen:
+        seen.add(layer)
+        b[off + 56 + 3] ^= 0xFF
+open(dst, "wb").write(b)
+PY
+}
+damage "$tr" "$tmp/d2.moetrace" 2
+check "damaged layer 2" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/d2.moetrace" --layers 3 --quiet --db "$tmp/d.db"
+err_has "damaged layer 2: named" "layer 2).*crc mismatch"
+[ ! -e "$tmp/d.db" ] || ! "$MOEKIT" db list --db "$tmp/d.db" | grep -q "sim" \
+	&& echo "ok: nothing stored" || { echo "FAIL: a run was stored"; fail=1; }
+damage "$tr" "$tmp/d02.moetrace" 0 2
+check "damaged layers 0 and 2" 1 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/d02.moetrace" --layers 3 --quiet
+err_has "damaged layers 0 and 2: the first named" "layer 0).*crc mismatch"
 check "trace without logits" 0 "$MOEKIT" trace gen --model olmoe-1b-7b --layers 3 --ranks 16 --tokens-per-rank 64 -o "$tmp/nl.moetrace" -q
 check "top-k above the trace's without logits" 2 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 9
 check "top-k below the trace's without logits" 0 "$MOEKIT" sim --model olmoe-1b-7b --cluster dgx-h100:2 --ep 16 --trace "$tmp/nl.moetrace" --layers 3 --top-k 2
