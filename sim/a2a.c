@@ -26,8 +26,12 @@ enum moe_status sim_traffic_new(int gpus, int gpn, struct sim_traffic **out)
 	tr->node_of = malloc((size_t)gpus * sizeof(int));
 	tr->gseen = calloc((size_t)gpus, sizeof(unsigned));
 	tr->nseen = calloc((size_t)tr->nodes, sizeof(unsigned));
+	tr->kp = calloc((size_t)gpus, sizeof(int64_t));
+	tr->kg = calloc((size_t)gpus, sizeof(int64_t));
+	tr->kn = calloc((size_t)tr->nodes, sizeof(int64_t));
 	if (tr->pairs == NULL || tr->gpu == NULL || tr->node == NULL || tr->node_of == NULL ||
-	    tr->gseen == NULL || tr->nseen == NULL) {
+	    tr->gseen == NULL || tr->nseen == NULL || tr->kp == NULL || tr->kg == NULL ||
+	    tr->kn == NULL) {
 		sim_traffic_free(tr);
 		MOE_FAIL(MOE_ENOMEM, "traffic: out of memory for %d GPUs", gpus);
 	}
@@ -47,6 +51,9 @@ void sim_traffic_free(struct sim_traffic *tr)
 	free(tr->node_of);
 	free(tr->gseen);
 	free(tr->nseen);
+	free(tr->kp);
+	free(tr->kg);
+	free(tr->kn);
 	free(tr);
 }
 
@@ -115,17 +122,57 @@ enum moe_status sim_traffic_add_token(struct sim_traffic *tr, int src, const int
 enum moe_status sim_traffic_add_tokens(struct sim_traffic *tr, int src, const int *dst, int k,
 				       long ntok)
 {
-	size_t n = (size_t)(ntok > 0 ? ntok : 0) * (size_t)(k > 0 ? k : 0);
+	size_t G = (size_t)tr->gpus, N = (size_t)tr->nodes;
+	double *prow, *grow, *nrow;
+	int bad = -1;
 
 	if (check_source(tr, src, k) != MOE_OK)
 		return MOE_EINVAL;
-	/* all checked first, so that an error adds nothing */
-	for (size_t i = 0; i < n; i++)
-		if (dst[i] >= tr->gpus)
-			MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", dst[i],
-				 tr->gpus - 1);
-	for (long t = 0; t < ntok; t++)
-		tally(tr, src, dst + (size_t)t * (size_t)k, k, 1);
+	for (long t = 0; t < ntok && bad < 0; t++, dst += k) {
+		unsigned st = ++tr->stamp;
+		if (st == 0) {
+			memset(tr->gseen, 0, G * sizeof(unsigned));
+			memset(tr->nseen, 0, N * sizeof(unsigned));
+			st = tr->stamp = 1;
+		}
+		for (int i = 0; i < k; i++) {
+			int g = dst[i], ni;
+			if (g < 0)
+				continue;
+			if (g >= tr->gpus) {
+				bad = g;
+				break;
+			}
+			ni = tr->node_of[g];
+			tr->kp[g]++;
+			if (tr->gseen[g] != st) {
+				tr->gseen[g] = st;
+				tr->kg[g]++;
+			}
+			if (tr->nseen[ni] != st) {
+				tr->nseen[ni] = st;
+				tr->kn[ni]++;
+			}
+		}
+	}
+	/* the counts go into the rows only when every token was good */
+	prow = tr->pairs + (size_t)src * G;
+	grow = tr->gpu + (size_t)src * G;
+	nrow = tr->node + (size_t)src * N;
+	for (size_t g = 0; g < G; g++) {
+		if (bad < 0) {
+			prow[g] += (double)tr->kp[g];
+			grow[g] += (double)tr->kg[g];
+		}
+		tr->kp[g] = tr->kg[g] = 0;
+	}
+	for (size_t x = 0; x < N; x++) {
+		if (bad < 0)
+			nrow[x] += (double)tr->kn[x];
+		tr->kn[x] = 0;
+	}
+	if (bad >= 0)
+		MOE_FAIL(MOE_EINVAL, "traffic: destination GPU %d outside 0..%d", bad, tr->gpus - 1);
 	return MOE_OK;
 }
 

@@ -61,6 +61,10 @@ struct sim_traffic {
 	/* per GPU and per node: the token that last counted it (de-duplication
 	 * in O(k) per token instead of comparing its k choices pairwise) */
 	unsigned *gseen, *nseen, stamp;
+	/* sim_traffic_add_tokens: one source's counts in integers, added to
+	 * its rows once a call (an increment per assignment instead of a
+	 * floating-point add, whose latency chains repeats of a hot GPU) */
+	int64_t *kp, *kg, *kn;
 };
 
 /* Allocates zeroed traffic for gpus GPUs, gpus_per_node per node (must
