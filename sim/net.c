@@ -350,6 +350,9 @@ void sim_net_reset(struct sim_net *n)
 		n->lqpos[l] = -1;
 		n->vclk[l] = n->vt[l] = 0;
 		n->lmaxo[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
+		/* a share left from the last run would move the links' virtual
+		 * clocks, and the next run's rounding with them */
+		n->lshare[l] = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
 }

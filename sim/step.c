@@ -4,6 +4,8 @@
 #include "sim/step.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@ void sim_step_free(struct sim_step *s)
 	if (s == NULL)
 		return;
 	sim_net_free(s->net);
+	sim_net_free(s->net2);
 	sim_traffic_free(s->tr);
 	sim_tasks_free(s->mb);
 	free(s->busy_s); free(s->compute_s); free(s->tokens); free(s->sent); free(s->recv);
@@ -133,7 +136,9 @@ enum moe_status sim_step_new(const struct moe_model *m, const struct moe_cluster
 	}
 	if ((st = sim_traffic_new(G, t->gpus_per_node, &s->tr)) != MOE_OK ||
 	    (st = overlap_graph(s)) != MOE_OK ||
-	    (o->mode == SIM_STEP_EVENTS && (st = sim_net_new(t, (size_t)G * 16, &s->net)) != MOE_OK)) {
+	    (o->mode == SIM_STEP_EVENTS && (st = sim_net_new(t, (size_t)G * 16, &s->net)) != MOE_OK) ||
+	    (o->mode == SIM_STEP_EVENTS && G <= SIM_STEP_PAIR_MAX_GPUS &&
+	     (st = sim_net_new(t, (size_t)G * 16, &s->net2)) != MOE_OK)) {
 		sim_step_free(s);
 		return st;
 	}
@@ -163,30 +168,86 @@ void sim_step_set_coalesce(struct sim_step *s, double rel)
 {
 	if (s->net != NULL)
 		sim_net_set_coalesce(s->net, rel);
+	if (s->net2 != NULL)
+		sim_net_set_coalesce(s->net2, rel);
 }
 
-/* One all-to-all of the current traffic: times and per-GPU finish. */
-static enum moe_status a2a(struct sim_step *s, int combine, double bpt, double times,
-			   double *fin, struct sim_a2a_result *res)
+/* The links' bytes and busy time of an all-to-all that ran on net (or, in
+ * analytic mode, whose bytes are in s->lb), counted times. */
+static void account(struct sim_step *s, const struct sim_net *net, double times)
 {
-	struct sim_a2a_opts ao = {s->o.algo, s->o.dedup, combine, bpt};
+	for (int l = 0; l < s->t->nlinks; l++) {
+		if (net == NULL) {
+			s->link_bytes[l] += times * s->lb[l];
+			s->link_busy_s[l] += times * s->lb[l] / s->t->links[l].bw_Bps;
+		} else {
+			s->link_bytes[l] += times * sim_net_link_bytes(net, l);
+			s->link_busy_s[l] += times * sim_net_link_busy(net, l);
+		}
+	}
+}
+
+/* One all-to-all of the current traffic on net: times and per-GPU finish. */
+struct a2a_job {
+	struct sim_step *s;
+	struct sim_net *net;
+	struct sim_a2a_opts o;
+	double *fin;
+	struct sim_a2a_result res;
+	enum moe_status st;
+	char msg[1024];               /* the error, when run on a thread */
+};
+
+static void *a2a_job_run(void *arg)
+{
+	struct a2a_job *j = arg;
+
+	j->st = sim_a2a_run(j->net, j->s->t, j->s->tr, &j->o, j->fin, &j->res);
+	if (j->st != MOE_OK)
+		snprintf(j->msg, sizeof j->msg, "%s", moe_errmsg());
+	return NULL;
+}
+
+/* The dispatch (bytes per token out) and the combine (back) of the current
+ * traffic, their links counted times: in analytic mode the bound; else the
+ * flow network, the combine on a thread of its own when s->net2 exists.
+ * The links are counted dispatch first either way, so the sums are the
+ * same bits. */
+static enum moe_status a2a_pair(struct sim_step *s, double out, double back, double times,
+				struct sim_a2a_result *rd, struct sim_a2a_result *rc)
+{
+	struct a2a_job d = {.s = s, .net = s->net, .o = {s->o.algo, s->o.dedup, 0, out},
+			    .fin = s->fin};
+	struct a2a_job c = {.s = s, .net = s->net2 ? s->net2 : s->net,
+			    .o = {s->o.algo, s->o.dedup, 1, back}, .fin = s->fin2};
+	pthread_t th;
+	int threaded = 0;
 	enum moe_status st;
 
 	if (s->o.mode == SIM_STEP_ANALYTIC) {
-		if ((st = sim_a2a_bound(s->t, s->tr, &ao, fin, s->lb, res)) != MOE_OK)
+		if ((st = sim_a2a_bound(s->t, s->tr, &d.o, s->fin, s->lb, rd)) != MOE_OK)
 			return st;
-		for (int l = 0; l < s->t->nlinks; l++) {
-			s->link_bytes[l] += times * s->lb[l];
-			s->link_busy_s[l] += times * s->lb[l] / s->t->links[l].bw_Bps;
-		}
+		account(s, NULL, times);
+		if ((st = sim_a2a_bound(s->t, s->tr, &c.o, s->fin2, s->lb, rc)) != MOE_OK)
+			return st;
+		account(s, NULL, times);
 		return MOE_OK;
 	}
-	if ((st = sim_a2a_run(s->net, s->t, s->tr, &ao, fin, res)) != MOE_OK)
-		return st;
-	for (int l = 0; l < s->t->nlinks; l++) {
-		s->link_bytes[l] += times * sim_net_link_bytes(s->net, l);
-		s->link_busy_s[l] += times * sim_net_link_busy(s->net, l);
-	}
+	if (s->net2 != NULL)
+		threaded = pthread_create(&th, NULL, a2a_job_run, &c) == 0;
+	a2a_job_run(&d);
+	if (threaded)
+		pthread_join(th, NULL);
+	if (d.st != MOE_OK)
+		return moe_error(d.st, "%s", d.msg);
+	account(s, d.net, times);
+	if (!threaded)
+		a2a_job_run(&c);
+	if (c.st != MOE_OK)
+		return moe_error(c.st, "%s", c.msg);
+	account(s, c.net, times);
+	*rd = d.res;
+	*rc = c.res;
 	return MOE_OK;
 }
 
@@ -236,8 +297,7 @@ static enum moe_status phase(struct sim_step *s, double bpt_out, double bpt_back
 	}
 	/* with two micro-batches the network runs once for the half-size
 	 * batch; both moved bytes, so the links count it twice */
-	if ((st = a2a(s, 0, bpt_out / div, div, s->fin, &rd)) != MOE_OK ||
-	    (st = a2a(s, 1, bpt_back / div, div, s->fin2, &rc)) != MOE_OK)
+	if ((st = a2a_pair(s, bpt_out / div, bpt_back / div, div, &rd, &rc)) != MOE_OK)
 		return st;
 	if (mb) {
 		if ((st = overlap_total(s, other, rd.completion_s, emax, rc.completion_s,

@@ -71,12 +71,21 @@ struct sim_layer_out {
 	double bottleneck_util;
 };
 
+/* Largest EP group whose dispatch and combine are simulated at once. */
+#define SIM_STEP_PAIR_MAX_GPUS 1024
+
 struct sim_step {
 	const struct moe_model *m;
 	const struct moe_plan *plan;
 	struct sim_step_opts o;
 	struct sim_topo *t;          /* borrowed */
 	struct sim_net *net;
+	/* the combine's network, simulated on a thread of its own beside the
+	 * dispatch (they are independent: each starts from an idle network);
+	 * NULL when the two run one after the other on net (analytic mode,
+	 * clusters above SIM_STEP_PAIR_MAX_GPUS, where it would double the
+	 * network's memory) */
+	struct sim_net *net2;
 	struct sim_traffic *tr;
 	struct sim_placement *place; /* borrowed */
 	struct sim_compute k[MOE_NODE_GROUPS_MAX]; /* per node kind (moe_cluster_kind) */

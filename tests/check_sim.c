@@ -1193,6 +1193,38 @@ END_TEST
 /* A GPU's tokens added in one call, dropped slots -1, give exactly what
  * adding each token on its own with its kept slots gives; a bad slot is
  * refused with nothing added. */
+/* A network reset after an all-to-all gives the next one the bits a fresh
+ * network gives it: nothing of the last run's links carries over (the
+ * combine of a layer runs on its own network beside the dispatch). */
+START_TEST(a2a_reset_network_equals_fresh)
+{
+	struct a2a_env a, b;
+	struct sim_a2a_opts od = {SIM_A2A_DIRECT, 1, 0, 7168}, oc = {SIM_A2A_DIRECT, 1, 1, 14336};
+	struct sim_a2a_result r1, r2, r3;
+	double f1[8], f2[8], f3[8];
+	unsigned x = 777;
+
+	a2a_env_init(&a, 2, 4);
+	a2a_env_init(&b, 2, 4);
+	for (int s = 0; s < 8; s++)
+		for (int d = 0; d < 8; d++) {
+			x = x * 1103515245u + 12345u;
+			ck_assert_int_eq(sim_traffic_add(a.tr, s, d, 1 + (x >> 16) % 1000), MOE_OK);
+		}
+	ck_assert_int_eq(sim_a2a_run(a.n, a.t, a.tr, &od, f1, &r1), MOE_OK);
+	ck_assert_int_eq(sim_a2a_run(a.n, a.t, a.tr, &oc, f2, &r2), MOE_OK);
+	ck_assert_int_eq(sim_a2a_run(b.n, b.t, a.tr, &oc, f3, &r3), MOE_OK);
+	ck_assert_mem_eq(&r2.completion_s, &r3.completion_s, sizeof(double));
+	ck_assert_mem_eq(f2, f3, sizeof f2);
+	for (int l = 0; l < a.t->nlinks; l++) {
+		double ba = sim_net_link_busy(a.n, l), bb = sim_net_link_busy(b.n, l);
+		ck_assert_mem_eq(&ba, &bb, sizeof ba);
+	}
+	a2a_env_free(&a);
+	a2a_env_free(&b);
+}
+END_TEST
+
 START_TEST(a2a_batch_tokens_equal_one_by_one)
 {
 	struct a2a_env a, b;
@@ -1890,6 +1922,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, net_callbacks_chain_flows_deterministically);
 	tcase_add_test(core, a2a_dedup_counts);
 	tcase_add_test(core, a2a_batch_tokens_equal_one_by_one);
+	tcase_add_test(core, a2a_reset_network_equals_fresh);
 	tcase_add_test(core, a2a_two_stage_send_fewer_network_bytes);
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
