@@ -850,10 +850,6 @@ static void print_json(const struct ctx *x, const struct runres *rr, int nr)
 	json_decref(root);
 }
 
-/* Token-level --trace (after the checks every trace gets): the top-k
- * values it can give, the tokens per GPU (the most any rank has in a
- * simulated layer), the placement's loads (layer 0) and the identity layer
- * map.  Returns 0, or the exit status after printing the error. */
 /* One part of the scan of a token trace's layers [from, to) for the step:
  * the most tokens any rank sends in a layer, the largest chunk, and (for
  * layer 0) the per-expert loads. */
@@ -912,11 +908,13 @@ static void *tscan_run(void *arg)
 	return NULL;
 }
 
-/* Token-level --trace: the tokens per GPU (the fullest rank's), the largest
- * chunk and the placement's loads, read from every simulated layer of the
- * step, which checks them all before any work.  The later half of the
- * layers is read on a second thread with its own reader.  Returns 0, or the
- * exit status after printing the error (the first layer's in order). */
+/* Token-level --trace (after the checks every trace gets): the top-k
+ * values it can give, the tokens per GPU (the most any rank has in a
+ * simulated layer), the largest chunk, the placement's loads (layer 0) and
+ * the identity layer map, read from every simulated layer of the step, which
+ * checks them all before any work.  The later half of the layers is read on
+ * a second thread with its own reader.  Returns 0, or the exit status after
+ * printing the error (the first layer's in layer order). */
 static int token_trace_open(struct ctx *x, struct opts *o, const struct moe_model *m,
 			    struct moe_plan *plan, int nl)
 {
