@@ -1,11 +1,7 @@
 #!/bin/sh
 # moekit sweep: the same results on 1 job, 2 jobs and 2 MPI ranks; a sweep
 # killed in the middle and resumed equals an uninterrupted one; bad specs.
-set -u
-: "${MOEKIT:?}" "${PYTHON3:=python3}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
+. "${srcdir:-.}/tests/lib.sh"
 
 cat >"$tmp/spec.ini" <<'SPEC'
 [sweep]
@@ -38,29 +34,17 @@ print(json.dumps(out, sort_keys=True))
 PY
 }
 
-run() { # run NAME EXPECTED_RC CMD...
-	name=$1 want=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "FAIL: $name: exit $rc, expected $want"; cat "$tmp/err"; fail=1
-	else
-		echo "ok: $name"
-	fi
-}
-
-run "sweep, 1 job" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/a.db" --quiet
+check "sweep, 1 job" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/a.db" --quiet
 canon "$tmp/a.db" >"$tmp/a.json"
 n=$("$PYTHON3" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$tmp/a.json")
 [ "$n" -eq 8 ] || { echo "FAIL: 8 points expected, $n stored"; fail=1; }
 
-run "sweep, 2 jobs" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/b.db" --jobs 2 --quiet
+check "sweep, 2 jobs" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/b.db" --jobs 2 --quiet
 canon "$tmp/b.db" >"$tmp/b.json"
 cmp -s "$tmp/a.json" "$tmp/b.json" && echo "ok: 2 jobs give the same results" ||
 	{ echo "FAIL: 1 job and 2 jobs differ"; fail=1; }
 
-run "resume stores nothing new" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/b.db" --jobs 2
+check "resume stores nothing new" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/b.db" --jobs 2
 grep -q "0 run now, 8 already done" "$tmp/err" || { echo "FAIL: resume: $(cat "$tmp/err")"; fail=1; }
 
 # Killed after 3 points (as kill -9 would), then resumed.
@@ -69,7 +53,7 @@ rc=$?
 [ "$rc" -ne 0 ] || { echo "FAIL: the killed sweep exited 0"; fail=1; }
 done_now=$("$MOEKIT" db list --db "$tmp/c.db" --format csv | grep -c ',done,')
 [ "$done_now" -eq 3 ] && echo "ok: killed after 3 points" || { echo "FAIL: $done_now done after the kill"; fail=1; }
-run "resumed sweep" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/c.db" --quiet
+check "resumed sweep" 0 "$MOEKIT" sweep "$tmp/spec.ini" --db "$tmp/c.db" --quiet
 grep -q "5 run now, 3 already done" "$tmp/err" || { echo "FAIL: resumed: $(cat "$tmp/err")"; fail=1; }
 canon "$tmp/c.db" >"$tmp/c.json"
 cmp -s "$tmp/a.json" "$tmp/c.json" && echo "ok: killed and resumed equals uninterrupted" ||
@@ -88,12 +72,12 @@ fi
 
 # Bad specs and a failing point.
 printf '[sweep]\nname = x\n[axes]\nwarp = 1, 2\n' >"$tmp/bad.ini"
-run "unknown axis" 2 "$MOEKIT" sweep "$tmp/bad.ini" --db "$tmp/e.db"
+check "unknown axis" 2 "$MOEKIT" sweep "$tmp/bad.ini" --db "$tmp/e.db"
 grep -q "bad.ini:4: axes.warp: unknown option" "$tmp/err" || { echo "FAIL: message: $(cat "$tmp/err")"; fail=1; }
 [ ! -e "$tmp/e.db" ] || { echo "FAIL: a bad spec created the store"; fail=1; }
 printf '[sweep]\nname = x\n' >"$tmp/empty.ini"
-run "empty product" 2 "$MOEKIT" sweep "$tmp/empty.ini" --db "$tmp/e.db"
+check "empty product" 2 "$MOEKIT" sweep "$tmp/empty.ini" --db "$tmp/e.db"
 printf '[sweep]\nname = y\n[fixed]\nmodel = mixtral-8x7b\nlayers = 1\n[axes]\ncluster = dgx-h100:1, no-such-cluster\n' >"$tmp/half.ini"
-run "a failing point" 1 "$MOEKIT" sweep "$tmp/half.ini" --db "$tmp/f.db"
+check "a failing point" 1 "$MOEKIT" sweep "$tmp/half.ini" --db "$tmp/f.db"
 grep -q "1 run now, 0 already done, 1 failed" "$tmp/err" || { echo "FAIL: $(cat "$tmp/err")"; fail=1; }
 exit $fail
