@@ -424,6 +424,21 @@ static void legacy_layout(const struct moe_cluster *c, const struct sim_topo *t)
 	}
 }
 
+/* c (no groups) laid out as always, and built the same as s, with either
+ * multipath choice. */
+static void same_both_ways(const struct moe_cluster *c, const struct moe_cluster *s)
+{
+	for (int mp = 0; mp < 2; mp++) {
+		struct sim_topo *a, *b;
+		ck_assert_int_eq(sim_topo_new(c, (enum sim_multipath)mp, &a), MOE_OK);
+		ck_assert_int_eq(sim_topo_new(s, (enum sim_multipath)mp, &b), MOE_OK);
+		legacy_layout(c, a);
+		same_topology(a, b);
+		sim_topo_free(a);
+		sim_topo_free(b);
+	}
+}
+
 /* The same cluster with its nodes split into groups that repeat the
  * cluster's figures: 1 node, then the rest. */
 static struct moe_cluster split(const struct moe_cluster *c)
@@ -451,7 +466,6 @@ START_TEST(groups_none_same_topology)
 
 	for (int i = 0; i < 5; i++) {
 		struct moe_cluster c, s;
-		struct sim_topo *a, *b;
 		ck_assert_int_eq(moe_cluster_load(presets[i], &c), MOE_OK);
 		if (c.ngroups > 0) {
 			/* a grouped cluster whose groups agree is its first group's */
@@ -465,20 +479,12 @@ START_TEST(groups_none_same_topology)
 		} else {
 			s = split(&c);
 		}
-		for (int mp = 0; mp < 2; mp++) {
-			ck_assert_int_eq(sim_topo_new(&c, (enum sim_multipath)mp, &a), MOE_OK);
-			ck_assert_int_eq(sim_topo_new(&s, (enum sim_multipath)mp, &b), MOE_OK);
-			legacy_layout(&c, a);
-			same_topology(a, b);
-			sim_topo_free(a);
-			sim_topo_free(b);
-		}
+		same_both_ways(&c, &s);
 	}
 	/* every intra kind on every fabric, with figures that are not round */
 	for (int ik = 0; ik < 3; ik++)
 		for (int fk = 0; fk < 3; fk++) {
 			struct moe_cluster c, s;
-			struct sim_topo *a, *b;
 			ck_assert_int_eq(moe_cluster_load("dgx-h100:7", &c), MOE_OK);
 			c.gpus_per_node = 6;
 			c.nics = 3;
@@ -490,14 +496,7 @@ START_TEST(groups_none_same_topology)
 			c.nic_efficiency = 0.87;
 			c.intra_efficiency = 0.73;
 			s = split(&c);
-			for (int mp = 0; mp < 2; mp++) {
-				ck_assert_int_eq(sim_topo_new(&c, (enum sim_multipath)mp, &a), MOE_OK);
-				ck_assert_int_eq(sim_topo_new(&s, (enum sim_multipath)mp, &b), MOE_OK);
-				legacy_layout(&c, a);
-				same_topology(a, b);
-				sim_topo_free(a);
-				sim_topo_free(b);
-			}
+			same_both_ways(&c, &s);
 		}
 }
 END_TEST
