@@ -158,22 +158,21 @@ static struct qrun *first_run(const struct sim_queue *q)
 	return br;
 }
 
-int sim_queue_pop(struct sim_queue *q, struct sim_event *out)
+/* Removes the earliest event, which is run u's head (or, u NULL, the
+ * heap's top; the heap is not empty), into *out. */
+static void pop_first(struct sim_queue *q, struct qrun *u, struct sim_event *out)
 {
 	struct sim_event last;
 	size_t i = 0, n;
-	struct qrun *u = first_run(q);
 
 	if (u != NULL) {
 		*out = u->ev[u->head++];
-		return 1;
+		return;
 	}
-	if (q->n == 0)
-		return 0;
 	*out = q->heap[0];
 	n = --q->n;
 	if (n == 0)
-		return 1;
+		return;
 	last = q->heap[n];
 	for (;;) {
 		size_t c = 2 * i + 1;
@@ -187,6 +186,27 @@ int sim_queue_pop(struct sim_queue *q, struct sim_event *out)
 		i = c;
 	}
 	q->heap[i] = last;
+}
+
+int sim_queue_pop(struct sim_queue *q, struct sim_event *out)
+{
+	struct qrun *u = first_run(q);
+
+	if (u == NULL && q->n == 0)
+		return 0;
+	pop_first(q, u, out);
+	return 1;
+}
+
+int sim_queue_pop_until(struct sim_queue *q, double t_s, struct sim_event *out)
+{
+	struct qrun *u = first_run(q);
+
+	if (u == NULL && (q->n == 0 || q->heap[0].t_s > t_s))
+		return 0;
+	if (u != NULL && u->ev[u->head].t_s > t_s)
+		return 0;
+	pop_first(q, u, out);
 	return 1;
 }
 
@@ -613,8 +633,7 @@ enum moe_status sim_tasks_run(struct sim_tasks *g, double *makespan_s)
 		done++;
 		/* every end due at this instant (the same double) before any
 		 * start, so that tasks made ready together compete by id */
-		while (sim_queue_peek(g->q, &ev) && !(ev.t_s > now)) {
-			sim_queue_pop(g->q, &ev);
+		while (sim_queue_pop_until(g->q, now, &ev)) {
 			finish(g, (int)ev.data);
 			done++;
 		}

@@ -139,6 +139,11 @@ int sim_queue_pop(struct sim_queue *q, struct sim_event *out);
 /* Copies the earliest event into *out without removing it; 0 when empty. */
 int sim_queue_peek(const struct sim_queue *q, struct sim_event *out);
 
+/* Removes the earliest event into *out and returns 1 when it is due at or
+ * before t_s; returns 0 (the queue unchanged) otherwise or when empty.  One
+ * lookup of the earliest event, where peek and pop would make two. */
+int sim_queue_pop_until(struct sim_queue *q, double t_s, struct sim_event *out);
+
 /* Events waiting. */
 size_t sim_queue_len(const struct sim_queue *q);
 

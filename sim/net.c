@@ -961,10 +961,8 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			} while ((te = link_next_end(n, l)) <= lim);
 			lq_update(n, l);
 		}
-		while (sim_queue_peek(n->q, &ev) && ev.t_s <= lim) {
-			int f;
-			sim_queue_pop(n->q, &ev);
-			f = (int)ev.data;
+		while (sim_queue_pop_until(n->q, lim, &ev)) {
+			int f = (int)ev.data;
 			n->st.flows_started++;
 			if (n->h[f].plen == 0 || n->h[f].bytes <= 0) {
 				n->h[f].state = F_DONE;

@@ -113,6 +113,10 @@ START_TEST(queue_interleaved_against_scan)
 			ck_assert_uint_eq(sim_queue_len(q), (unsigned)nl);
 			ck_assert(sim_queue_peek(q, &ev));
 			ck_assert_int_eq(ev.data, live[best]);
+			/* not due just before its time (the network and the task
+			 * graph pop with pop_until: their tests cover the rest) */
+			ck_assert(!sim_queue_pop_until(q, nextafter(t[live[best]], -INFINITY), &ev));
+			ck_assert_uint_eq(sim_queue_len(q), (unsigned)nl);
 			ck_assert(sim_queue_pop(q, &ev));
 			ck_assert_int_eq(ev.data, live[best]);
 			now = ev.t_s;
