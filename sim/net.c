@@ -899,9 +899,40 @@ static void end_flow(struct sim_net *n, int f, double t, int detach)
 	n->st.flows_done++;
 }
 
+/* Adds rate and rate x end time over link l's bottlenecked flows that end
+ * by the reading kmax of its virtual clock: heap entry i and the entries
+ * below it (a heap's subtree holds no smaller key, so it stops early). */
+static void due_link(const struct sim_net *n, int l, int i, double kmax, double *sw, double *swt)
+{
+	const struct ih_ent *h = n->bl[l];
+
+	while (i < n->bln[l] && h[i].key <= kmax) {
+		*sw += n->lshare[l];
+		*swt += n->lshare[l] * (n->vt[l] + (h[i].key - n->vclk[l]) / n->lshare[l]);
+		due_link(n, l, 2 * i + 1, kmax, sw, swt);
+		i = 2 * i + 2;
+	}
+}
+
+/* The same over every link with a flow due by lim (link heap entry i and
+ * below). */
+static void due_links(const struct sim_net *n, int i, double lim, double *sw, double *swt)
+{
+	while (i < n->lqn && n->lq[i].key <= lim) {
+		int l = n->lq[i].id;
+		due_link(n, l, 0, n->vclk[l] + (lim - n->vt[l]) * n->lshare[l], sw, swt);
+		due_links(n, 2 * i + 1, lim, sw, swt);
+		i = 2 * i + 2;
+	}
+}
+
 enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 {
 	struct sim_event ev;
+	/* coalescing: flows due in a window end at the event's time, not at
+	 * their own (which can precede it; a flow chained from one must not
+	 * start in the past) */
+	const int co = n->coalesce > SIM_TIME_EPS_REL;
 
 	for (;;) {
 		double tq = sim_queue_peek(n->q, &ev) ? ev.t_s : INFINITY;
@@ -914,6 +945,18 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			break;
 		lim = t + n->coalesce * fabs(t) + SIM_TIME_EPS_ABS;
 		n->now = t;
+		/* a coalesced window's flows end together at the rate-weighted
+		 * mean of their own ends: the capacity those due before it keep
+		 * too long is, to first order, what those due after it give up
+		 * too early, so the other flows' bytes and times stay right (at
+		 * t, the window's start, they would all run early).  On one link
+		 * of equal shares the mean is when the link drains. */
+		if (co && tf <= lim) {
+			double sw = 0, swt = 0;
+			due_links(n, 0, lim, &sw, &swt);
+			if (sw > 0 && swt / sw > t)
+				n->now = swt / sw < lim ? swt / sw : lim;
+		}
 		n->epoch++;
 		n->ntouched = 0;
 		n->nstarted = 0;
@@ -939,7 +982,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 							MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 					}
 					n->ended[nended++] = f;
-					end_flow(n, f, te, 0);
+					end_flow(n, f, co ? n->now : te, 0);
 				}
 				n->bln[l] = 0;
 				lq_update(n, l);
@@ -957,7 +1000,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 						MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 				}
 				n->ended[nended++] = f;
-				end_flow(n, f, te, 1);
+				end_flow(n, f, co ? n->now : te, 1);
 			} while ((te = link_next_end(n, l)) <= lim);
 			lq_update(n, l);
 		}
@@ -966,7 +1009,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			n->st.flows_started++;
 			if (n->h[f].plen == 0 || n->h[f].bytes <= 0) {
 				n->h[f].state = F_DONE;
-				n->h[f].t_end = ev.t_s;
+				n->h[f].t_end = co ? n->now : ev.t_s;
 				n->st.flows_done++;
 				n->ended[nended++] = f;
 				continue;

@@ -1366,6 +1366,82 @@ START_TEST(net_coalesce_trades_events_for_bounded_error)
 }
 END_TEST
 
+/* Flows ending in one coalesced window end together at the rate-weighted
+ * mean of their own ends.  On one link every flow has the same rate, so
+ * the bytes the early ones carry too long are exactly those the late ones
+ * carry too little: a long flow sharing the link ends when the link has
+ * carried every byte, as without coalescing (closed form), and the link's
+ * rate integral equals its bytes.  Ending the window's flows at its start
+ * (the old rule) gave the long flow their missing bytes: 4e-4 early. */
+START_TEST(net_coalesce_window_ends_at_mean)
+{
+	struct moe_cluster c = cluster(1, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_topo *t;
+	struct sim_net *n;
+	struct sim_path p;
+	const double sizes[] = {1000e3, 1001e3, 1002e3, 1003e3, 10000e3};
+	double total = 0, lat;
+	int last;
+
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_eq(sim_net_new(t, 0, &n), MOE_OK);
+	sim_topo_route(t, 1, 0, &p);
+	lat = p.lat_s;
+	for (int rep = 0; rep < 2; rep++) {
+		sim_net_reset(n);
+		sim_net_set_coalesce(n, rep == 0 ? 0 : 1e-2);
+		total = 0;
+		for (int i = 0; i < 5; i++) {
+			ck_assert_int_eq(sim_net_add(n, &p, sizes[i], 0, i, &last), MOE_OK);
+			total += sizes[i];
+		}
+		ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+		/* exact: each flow's own processor-sharing end */
+		if (rep == 0)
+			assert_rel(sim_net_flow_end(n, 0), lat + 5 * sizes[0] / 360e9, 1e-12);
+		else {
+			ck_assert_uint_eq(sim_net_stats(n)->events, 3); /* start, the four, the long one */
+			/* the four end together at the mean of their own ends */
+			for (int i = 0; i < 4; i++)
+				assert_rel(sim_net_flow_end(n, i), lat + 5 * 1001.5e3 / 360e9, 1e-12);
+		}
+		assert_rel(sim_net_flow_end(n, last), lat + total / 360e9, 1e-12);
+		for (int k = 0; k < p.n; k++)
+			assert_rel(sim_net_link_rate_integral(n, p.link[k]), total, 1e-12);
+	}
+	/* a start before the window's first time is still refused */
+	ck_assert_int_eq(sim_net_add(n, &p, 1, sim_net_now(n) * 0.5, 0, NULL), MOE_EINVAL);
+	sim_net_free(n);
+	sim_topo_free(t);
+}
+END_TEST
+
+/* Staged algorithms chain a transfer from the end of another; with
+ * coalescing that end can precede the window's time, and the chained
+ * transfer must still be accepted.  Same bytes, times within the window. */
+START_TEST(a2a_coalesce_staged_algorithms)
+{
+	struct a2a_env e;
+	struct sim_a2a_opts o = {SIM_A2A_HIERARCHICAL, 1, 0, 4096};
+	struct sim_a2a_result exact, coarse;
+
+	a2a_env_init(&e, 4, 4);
+	for (int s = 0; s < 16; s++)
+		for (int d = 0; d < 16; d++)
+			ck_assert_int_eq(sim_traffic_add(e.tr, s, d, 100 + 37 * ((s * 7 + d * 13) % 11)), MOE_OK);
+	for (int a = 0; a < 2; a++) {
+		o.algo = a == 0 ? SIM_A2A_HIERARCHICAL : SIM_A2A_NVLINK_FORWARD;
+		sim_net_set_coalesce(e.n, 0);
+		ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, NULL, &exact), MOE_OK);
+		sim_net_set_coalesce(e.n, 5e-2);
+		ck_assert_int_eq(sim_a2a_run(e.n, e.t, e.tr, &o, NULL, &coarse), MOE_OK);
+		ck_assert_double_eq(coarse.network_bytes, exact.network_bytes);
+		assert_rel(coarse.completion_s, exact.completion_s, 5e-2);
+	}
+	a2a_env_free(&e);
+}
+END_TEST
+
 /* Spraying balances the spine uplinks; ECMP's hash puts unequal numbers of
  * flows on them, so the same all-to-all through an oversubscribed fat tree
  * ends later (collisions), never earlier. */
@@ -1931,6 +2007,8 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, a2a_uniform_closed_form_and_determinism);
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
 	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
+	tcase_add_test(core, net_coalesce_window_ends_at_mean);
+	tcase_add_test(core, a2a_coalesce_staged_algorithms);
 	tcase_add_test(core, a2a_ecmp_collisions_cost_time);
 	tcase_add_test(core, place_kinds);
 	tcase_add_test(core, place_split_follows_rank);
