@@ -5,11 +5,18 @@
  * V3's FP8 dispatch) to the others.  uniform: the same to every GPU.  zipf:
  * destination GPU d receives in proportion to 1 / rank(d)^1.0, ranks a
  * seeded random permutation (hot experts on a few GPUs), the same for every
- * source (expected counts, no sampling noise).
+ * source (expected counts, no sampling noise).  zipf-sampled: the same
+ * weights, but each source draws its 32,768 token copies from them
+ * (multinomial, seeded): whole-token counts that differ from source to
+ * source, as routed tokens do, so nearly every flow ends at its own time.
  *
  * Usage: bench_net [--gpus N[,N...]] [--cluster NAME] [--multipath spray|ecmp]
  *                  [--coalesce REL]  (sim_net_set_coalesce; default exact)
- *                  [--traffic uniform|zipf|both]  (default both)
+ *                  [--against-exact]  (then runs the same traffic exact and
+ *                  prints the coalesced run's relative errors: completion,
+ *                  GPU finish times, largest and mean)
+ *                  [--traffic uniform|zipf|zipf-sampled|both|all]
+ *                  (default both: uniform and zipf)
  *                  [--repeat N]  (runs of each case; default 1)
  * Prints one row per case: flows, events, simulated time, wall time of the
  * first run (which pays for first touching the network's memory, as a
@@ -45,9 +52,13 @@ static double now_s(void)
 
 static double coalesce;
 static int repeat = 1;
+static int against_exact;
 
 
-static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
+enum { T_UNIFORM, T_ZIPF, T_SAMPLED };
+static const char *const traffic_name[] = {"uniform", "zipf1.0", "zipf-smp"};
+
+static int run(const char *cluster, int gpus, int traffic, enum sim_multipath mp)
 {
 	char spec[128];
 	struct moe_cluster c;
@@ -58,6 +69,9 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 	struct sim_a2a_result r;
 	const struct sim_net_stats *st;
 	double *w, sum = 0, t0, wall, tokens = 4096.0 * 8, walls[64] = {0};
+	double *fin, *fex;
+	unsigned *cnt;
+	int zipf = traffic != T_UNIFORM;
 	char warm[32];
 	size_t *perm;
 	gsl_rng *rng;
@@ -86,12 +100,19 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 		w[d] = zipf ? 1.0 / (1.0 + (double)perm[d]) : 1.0;
 		sum += w[d];
 	}
-	for (int s = 0; s < gpus; s++)
+	cnt = malloc((size_t)gpus * sizeof *cnt);
+	for (int s = 0; s < gpus; s++) {
+		if (traffic == T_SAMPLED)
+			gsl_ran_multinomial(rng, (size_t)gpus, (unsigned)tokens, w, cnt);
 		for (int d = 0; d < gpus; d++)
-			sim_traffic_add(tr, s, d, tokens * w[d] / sum);
+			sim_traffic_add(tr, s, d, traffic == T_SAMPLED ? cnt[d] : tokens * w[d] / sum);
+	}
+	free(cnt);
+	fin = malloc((size_t)gpus * sizeof *fin);
+	fex = malloc((size_t)gpus * sizeof *fex);
 	for (int i = 0; i < repeat; i++) {
 		t0 = now_s();
-		if (sim_a2a_run(n, t, tr, &o, NULL, &r) != MOE_OK) {
+		if (sim_a2a_run(n, t, tr, &o, fin, &r) != MOE_OK) {
 			fprintf(stderr, "bench_net: %s\n", moe_errmsg());
 			return 1;
 		}
@@ -108,13 +129,39 @@ static int run(const char *cluster, int gpus, int zipf, enum sim_multipath mp)
 	st = sim_net_stats(n);
 	getrusage(RUSAGE_SELF, &ru);
 	printf("%-10s %6d %-8s %-6s %9llu %8llu %12.6f %9.3f %10s %12.0f %12.0f %8.0f %10llu %10llu %10llu\n",
-	       cluster, gpus, zipf ? "zipf1.0" : "uniform",
+	       cluster, gpus, traffic_name[traffic],
 	       mp == SIM_MULTIPATH_ECMP ? "ecmp" : "spray", (unsigned long long)r.flows,
 	       (unsigned long long)st->events, r.completion_s, wall, warm,
 	       (double)st->events / wall, (double)r.flows / wall, ru.ru_maxrss / 1024.0,
 	       (unsigned long long)st->flow_visits, (unsigned long long)st->rate_changes,
 	       (unsigned long long)st->scanned);
 	fflush(stdout);
+	if (against_exact) {
+		/* the same traffic without coalescing: how far the run above is */
+		struct sim_a2a_result rx;
+		double mx = 0, mean = 0;
+
+		sim_net_set_coalesce(n, 0);
+		t0 = now_s();
+		if (sim_a2a_run(n, t, tr, &o, fex, &rx) != MOE_OK) {
+			fprintf(stderr, "bench_net: %s\n", moe_errmsg());
+			return 1;
+		}
+		for (int g = 0; g < gpus; g++) {
+			double e = fex[g] > 0 ? (fin[g] - fex[g]) / fex[g] : 0;
+			mean += e / gpus;
+			if (fabs(e) > mx)
+				mx = fabs(e);
+		}
+		printf("#   against exact (%llu events, %.3f s): completion %+.2e, GPU finish "
+		       "max |%.2e| mean %+.2e (relative)\n",
+		       (unsigned long long)sim_net_stats(n)->events, now_s() - t0,
+		       (r.completion_s - rx.completion_s) / rx.completion_s, mx, mean);
+		fflush(stdout);
+		sim_net_set_coalesce(n, coalesce);
+	}
+	free(fin);
+	free(fex);
 	gsl_rng_free(rng);
 	free(w);
 	free(perm);
@@ -129,7 +176,7 @@ int main(int argc, char **argv)
 	const char *cluster = "dgx-h100", *gpus_list = "512,2048";
 	enum sim_multipath mp = SIM_MULTIPATH_SPRAY;
 	char buf[256], *save = NULL;
-	int z0 = 0, z1 = 1;
+	int z0 = T_UNIFORM, z1 = T_ZIPF;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--gpus") == 0 && i + 1 < argc)
@@ -138,19 +185,31 @@ int main(int argc, char **argv)
 			cluster = argv[++i];
 		else if (strcmp(argv[i], "--coalesce") == 0 && i + 1 < argc)
 			coalesce = atof(argv[++i]);
+		else if (strcmp(argv[i], "--against-exact") == 0)
+			against_exact = 1;
 		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc &&
 			 (repeat = atoi(argv[i + 1])) >= 1 && repeat <= 64)
 			i++;
 		else if (strcmp(argv[i], "--traffic") == 0 && i + 1 < argc) {
 			i++;
-			z0 = strcmp(argv[i], "zipf") == 0;
-			z1 = strcmp(argv[i], "uniform") != 0;
+			if (strcmp(argv[i], "uniform") == 0)
+				z0 = z1 = T_UNIFORM;
+			else if (strcmp(argv[i], "zipf") == 0)
+				z0 = z1 = T_ZIPF;
+			else if (strcmp(argv[i], "zipf-sampled") == 0)
+				z0 = z1 = T_SAMPLED;
+			else if (strcmp(argv[i], "all") == 0)
+				z1 = T_SAMPLED;
+			else if (strcmp(argv[i], "both") != 0)
+				z0 = -1; /* usage */
 		} else if (strcmp(argv[i], "--multipath") == 0 && i + 1 < argc)
 			mp = strcmp(argv[++i], "ecmp") == 0 ? SIM_MULTIPATH_ECMP : SIM_MULTIPATH_SPRAY;
-		else {
+		else
+			z0 = -1;
+		if (z0 < 0) {
 			fprintf(stderr, "usage: bench_net [--gpus N[,N...]] [--cluster NAME] "
-					"[--multipath spray|ecmp] [--coalesce REL]\n"
-					"                 [--traffic uniform|zipf|both] [--repeat N (1..64)]\n");
+					"[--multipath spray|ecmp] [--coalesce REL [--against-exact]]\n"
+					"                 [--traffic uniform|zipf|zipf-sampled|both|all] [--repeat N (1..64)]\n");
 			return 2;
 		}
 	}

@@ -114,13 +114,24 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 void sim_net_set_full(struct sim_net *n, int full);
 
 /* Widens the window in which flow starts and ends count as one event from
- * the time tolerance (SIM_TIME_EPS_REL, the default) to rel x t: a flow
- * due to end within rel x t after the current event t ends with it.  Its
- * recorded end time stays its own; the rates of the others are recomputed
- * at t, i.e. up to rel x t early, so times can be off by about rel
- * relative and links' rate integrals fall short of their bytes by as much.
- * Fewer events for traffic with many distinct flow sizes (Zipf). */
+ * the time tolerance (SIM_TIME_EPS_REL, the default) to rel x t: the flows
+ * due to end within rel x t after the next due time t end together, and
+ * the flows due to start by then start with them.  The event's time is the
+ * rate-weighted mean of the ending flows' own ends (t when none ends):
+ * the capacity that those due before it hold too long is, to first order,
+ * what those due after it give up too early, so the other flows' bytes,
+ * the links' rate integrals and the completion time stay right to first
+ * order.  Each flow's recorded end stays its own; a single flow's time
+ * can move by up to the window.  A flow chained from an end in the window
+ * (sim_net_add in the callback) may start at that end, before the event's
+ * time: it starts at the event's time.  Fewer events for traffic with many
+ * distinct flow sizes (routed tokens, Zipf skew). */
 void sim_net_set_coalesce(struct sim_net *n, double rel);
+
+/* The window `moekit sim` and `moekit net` use unless told otherwise
+ * (--coalesce 0 is exact): aggregate times within about 1e-8 of exact on
+ * the measured cases, a GPU's within 1e-3 (docs/sim.md). */
+#define SIM_NET_COALESCE_DEFAULT 1e-3
 
 /* Installs a hook called after every recomputation (NULL removes it). */
 void sim_net_set_rates_hook(struct sim_net *n, sim_net_rates_fn fn, void *user);
