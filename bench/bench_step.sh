@@ -8,8 +8,8 @@
 #          in $TMPDIR with `moekit trace gen --model deepseek-v3 --ranks 64
 #          --tokens-per-rank 4096 --zipf 1.0 --seed 7` (760 MB, about 2
 #          minutes) and removed at the end.
-# Prints one row per mode (the flow network exact, with --coalesce 1e-2, and
-# --mode analytic): wall time, CPU time (all threads), peak resident
+# Prints one row per mode (the flow network exact, with the default window
+# --coalesce 1e-3, with --coalesce 1e-2, and --mode analytic): wall time, CPU time (all threads), peak resident
 # memory, the simulated step time, and tokens simulated per wall second.
 # Environment: MOEKIT (default ./moekit), PYTHON3 (default python3).
 MOEKIT=${MOEKIT:-./moekit}
@@ -26,9 +26,10 @@ if [ -z "$trace" ]; then
 fi
 echo "# bench_step: moekit sim --model deepseek-v3 --cluster dgx-h100:8 --ep 64 --trace $trace"
 printf "# %-16s %8s %8s %10s %12s %14s\n" mode wall_s cpu_s maxrss_MB step_s tokens/wall_s
-for mode in "exact" "coalesce 1e-2" "analytic"; do
+for mode in "exact" "default 1e-3" "coalesce 1e-2" "analytic"; do
 	case $mode in
-	exact) extra= ;;
+	exact) extra="--coalesce 0" ;;
+	default*) extra= ;;
 	coalesce*) extra="--coalesce 1e-2" ;;
 	analytic) extra="--mode analytic" ;;
 	esac

@@ -29,6 +29,22 @@ grep -q '"link": "n1.nic0.down"' "$tmp/out" || { echo "FAIL: bottleneck link nam
 check "a link at half speed" 0 "$MOEKIT" net --cluster dgx-h100:2 --slow-link n1.nic0.down=2 --format json "$m"
 json_eq "slowed completion" 'j["completion_s"]' '5.5e-6 + 128e6/22.5e9' 1e-9
 
+# five flows into one NIC, four of nearly one size: coalesced, the four end
+# in one window at its rate-weighted mean, and the long one still ends when
+# the NIC has carried every byte (the closed form), in fewer events
+printf '0 8 100MB\n1 8 100.1MB\n2 8 100.2MB\n3 8 100.3MB\n4 8 1000MB\n' > "$tmp/near.txt"
+check "near-equal flows, exact" 0 "$MOEKIT" net --cluster dgx-h100:2 --coalesce 0 --format json "$tmp/near.txt"
+json_eq "exact: last = lat + all bytes / bw" 'j["completion_s"]' '5.5e-6 + 1400.6e6/45e9' 1e-10
+exact_events=$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"])' "$tmp/out")
+check "near-equal flows, coalesced" 0 "$MOEKIT" net --cluster dgx-h100:2 --coalesce 1e-2 --format json "$tmp/near.txt"
+json_eq "coalesced: the same closed form" 'j["completion_s"]' '5.5e-6 + 1400.6e6/45e9' 1e-10
+json_eq "coalesced: fewer events" 'j["events"] < '"$exact_events" 1 0
+json_eq "coalesce in the json" 'j["coalesce"]' 1e-2 0
+check "default window" 0 "$MOEKIT" net --cluster dgx-h100:2 --format json "$tmp/near.txt"
+json_eq "default window 1e-3" 'j["coalesce"]' 1e-3 0
+check "--coalesce out of range" 2 "$MOEKIT" net --cluster dgx-h100:2 --coalesce 0.5 "$m"
+err_has "--coalesce out of range" "coalesce"
+
 check "table output" 0 "$MOEKIT" net --cluster dgx-h100:2 "$m"
 grep -q "^# bottleneck: n1.nic0.down" "$tmp/out" || { echo "FAIL: table bottleneck line"; fail=1; }
 check "csv output" 0 "$MOEKIT" net --cluster dgx-h100:2 --format csv "$m"
