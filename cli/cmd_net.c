@@ -36,7 +36,7 @@ static const char usage_text[] =
 	"  --coalesce REL        flows due to end within REL x t of the next end finish\n"
 	"                        with it, at the rate-weighted mean of their own ends:\n"
 	"                        far fewer events on skewed traffic; a GPU's time moves\n"
-	"                        by up to REL, the completion much less (default 1e-3;\n"
+	"                        by about REL, the completion much less (default 1e-3;\n"
 	"                        0: exact; see docs/sim.md)\n"
 	"  --format FMT          table (default), csv or json\n"
 	"  --quiet               no progress on stderr\n"

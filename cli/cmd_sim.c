@@ -77,7 +77,7 @@ static const char usage_text[] =
 	"                        bottleneck-link bound per all-to-all, no events)\n"
 	"  --coalesce REL        flows due to end within REL x t of the next end finish\n"
 	"                        with it, at the rate-weighted mean of their own ends\n"
-	"                        (fewer events; a GPU's time moves by up to REL, layer and\n"
+	"                        (fewer events; a GPU's time moves by about REL, layer and\n"
 	"                        step times much less; default 1e-3; 0: exact)\n"
 	"  --slow-gpu G=F        GPU G of the EP group computes F times slower\n"
 	"  --slow-link NAME=F    link NAME has 1/F of its bandwidth (moekit net names)\n"
@@ -845,6 +845,8 @@ static void print_json(const struct ctx *x, const struct runres *rr, int nr)
 		json_array_append_new(runs, o);
 	}
 	json_object_set_new(root, "runs", runs);
+	json_object_set_new(root, "mode", json_string(x->o->mode == SIM_STEP_ANALYTIC ? "analytic" : "events"));
+	json_object_set_new(root, "coalesce", json_real(x->o->coalesce));
 	if (x->tr != NULL) {
 		json_t *t = json_object();
 		json_object_set_new(t, "file", json_string(x->o->trace));
@@ -1378,7 +1380,7 @@ int cmd_sim(int argc, char **argv)
 	 * ends flows at many nearby times, each an event) */
 	if (!o.quiet && o.mode == SIM_STEP_EVENTS && o.coalesce < 1e-2 && wall_s() - t0 > 30)
 		fprintf(stderr, "moekit sim: note: the flow model took %.0f s; --coalesce 1e-2 (a "
-			"GPU's times move by up to 1 %%, step times far less) or --mode analytic is "
+			"GPU's times move by about 1 %%, step times far less) or --mode analytic is "
 			"faster (docs/sim.md)\n", wall_s() - t0);
 	if (o.fmt == CLI_FORMAT_JSON)
 		print_json(&x, rr, nr);

@@ -2,7 +2,8 @@
 # End-to-end tests of `moekit sim`: the json shape scripts rely on, top-1
 # moving fewer bytes than top-2 on the same draws, determinism, a skewed
 # pattern making the GPU of the hottest expert the busiest, the store, the
-# analytic mode next to the event model, replaying token- and count-level
+# analytic mode next to the event model, the default coalescing window next
+# to the exact model, replaying token- and count-level
 # traces, and usage errors (exit 2).
 set -u
 : "${MOEKIT:?}" "${PYTHON3:=python3}"
@@ -40,6 +41,22 @@ x = j["runs"][0]
 assert x["busiest_gpu"]["busy_s"] > 1.5 * x["idlest_gpu"]["busy_s"], x
 assert x["imbalance"] > 1.5, x["imbalance"]
 '
+cp "$tmp/out" "$tmp/zipf.json"
+py "default window 1e-3 in the json" 'assert j["coalesce"] == 1e-3 and j["mode"] == "events", (j["coalesce"], j["mode"])'
+# the default window against the exact model on the same draws: the step
+# and every layer within the window (measured: 6e-5 on layer 2, 0 on the
+# others)
+check "zipf pattern, exact" 0 "$MOEKIT" sim $base --pattern zipf:1.5 --placement contiguous --coalesce 0 --format json
+"$PYTHON3" -c '
+import json, sys
+d = json.load(open(sys.argv[1])); e = json.load(open(sys.argv[2]))
+assert e["coalesce"] == 0
+a, b = d["runs"][0], e["runs"][0]
+assert abs(a["step_time_s"] - b["step_time_s"]) <= 1e-3 * b["step_time_s"], (a["step_time_s"], b["step_time_s"])
+for x, y in zip(a["layers"], b["layers"]):
+    for k in ("dispatch_s", "combine_s", "total_s"):
+        assert abs(x[k] - y[k]) <= 1e-3 * y[k], (k, x[k], y[k])
+' "$tmp/zipf.json" "$tmp/out" && echo "ok: default window within 1e-3 of exact" || { echo "FAIL: default window against exact"; fail=1; }
 check "balanced placement with replicas" 0 "$MOEKIT" sim $base --pattern zipf:1.5 --placement balanced --redundant-experts 8 --format json
 cp "$tmp/out" "$tmp/bal.json"
 "$MOEKIT" sim $base --pattern zipf:1.5 --placement contiguous --format json > "$tmp/out"
