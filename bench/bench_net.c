@@ -18,6 +18,8 @@
  *                  [--traffic uniform|zipf|zipf-sampled|both|all]
  *                  (default both: uniform and zipf)
  *                  [--repeat N]  (runs of each case; default 1)
+ *                  [--seed N]  (which GPUs are hot, and the sampled draws;
+ *                  default 42)
  * Prints one row per case: flows, events, simulated time, wall time of the
  * first run (which pays for first touching the network's memory, as a
  * program simulating one all-to-all does), the fastest of the later runs
@@ -53,6 +55,7 @@ static double now_s(void)
 static double coalesce;
 static int repeat = 1;
 static int against_exact;
+static unsigned long seed = 42;
 
 
 enum { T_UNIFORM, T_ZIPF, T_SAMPLED };
@@ -92,7 +95,7 @@ static int run(const char *cluster, int gpus, int traffic, enum sim_multipath mp
 	w = malloc((size_t)gpus * sizeof *w);
 	perm = malloc((size_t)gpus * sizeof *perm);
 	rng = gsl_rng_alloc(gsl_rng_mt19937);
-	gsl_rng_set(rng, 42);
+	gsl_rng_set(rng, seed);
 	for (int d = 0; d < gpus; d++)
 		perm[d] = (size_t)d;
 	gsl_ran_shuffle(rng, perm, (size_t)gpus, sizeof *perm);
@@ -187,6 +190,8 @@ int main(int argc, char **argv)
 			coalesce = atof(argv[++i]);
 		else if (strcmp(argv[i], "--against-exact") == 0)
 			against_exact = 1;
+		else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
+			seed = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc &&
 			 (repeat = atoi(argv[i + 1])) >= 1 && repeat <= 64)
 			i++;
@@ -208,13 +213,13 @@ int main(int argc, char **argv)
 			z0 = -1;
 		if (z0 < 0) {
 			fprintf(stderr, "usage: bench_net [--gpus N[,N...]] [--cluster NAME] "
-					"[--multipath spray|ecmp] [--coalesce REL [--against-exact]]\n"
+					"[--multipath spray|ecmp] [--coalesce REL [--against-exact]] [--seed N]\n"
 					"                 [--traffic uniform|zipf|zipf-sampled|both|all] [--repeat N (1..64)]\n");
 			return 2;
 		}
 	}
-	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed 42, "
-	       "coalesce %g, %d run%s a case\n", coalesce, repeat, repeat > 1 ? "s" : "");
+	printf("# bench_net: direct all-to-all, 4096 tokens x top-8 x 7168 B per GPU, seed %lu, "
+	       "coalesce %g, %d run%s a case\n", seed, coalesce, repeat, repeat > 1 ? "s" : "");
 	printf("# %-8s %6s %-8s %-6s %9s %8s %12s %9s %10s %12s %12s %8s %10s %10s %10s\n",
 	       "cluster", "gpus", "traffic", "paths", "flows", "events", "sim_s", "wall_s",
 	       "warm_min_s", "events/s", "flows/s", "maxrss_MB", "solved", "rate_chg", "scanned");
