@@ -61,6 +61,9 @@ struct cli_bar {
 	double last_draw_s;
 	double start_s;
 };
+/* Monotonic wall-clock time, seconds (for timings and the progress bar). */
+double cli_now_s(void);
+
 void cli_bar_init(struct cli_bar *bar, int quiet);
 void cli_bar_done(struct cli_bar *bar);
 /* A moe_progress_fn; user is a struct cli_bar. */

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage_text[] =
 	"Usage: moekit net --cluster NAME[:NODES]|FILE [OPTIONS] MATRIX\n\n"
@@ -54,14 +53,6 @@ static const char usage_text[] =
 	"  moekit net --cluster dgx-h100:2 m.txt\n";
 
 #define MAX_SLOW 64
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Reads the matrix into tr; sent/recv per GPU.  Errors name file:line. */
 static enum moe_status read_matrix(const char *path, struct sim_traffic *tr, double *sent,
@@ -265,12 +256,12 @@ int cmd_net(int argc, char **argv)
 		goto out;
 	}
 	sim_net_set_coalesce(net, coalesce);
-	t0 = now_s();
+	t0 = cli_now_s();
 	if ((st = sim_a2a_run(net, topo, tr, &ao, fin, &res)) != MOE_OK) {
 		rc = cli_fail("net", st);
 		goto out;
 	}
-	wall = now_s() - t0;
+	wall = cli_now_s() - t0;
 	if (fmt == CLI_FORMAT_JSON) {
 		json_t *root = json_object(), *gpus = json_array(), *bn = json_object();
 		const struct sim_net_stats *ns = sim_net_stats(net);

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage_text[] =
 	"Usage: moekit sim --model NAME|FILE --cluster NAME[:NODES]|FILE [OPTIONS]\n\n"
@@ -333,8 +332,7 @@ struct loader {
 	int32_t *ids;
 	float *wts;
 	int *fill;
-	enum moe_status st;
-	char msg[1024];                   /* the thread's error message */
+	struct moe_failure err;           /* kept here: it runs on a thread */
 };
 
 static void *load_layer(void *arg)
@@ -342,22 +340,10 @@ static void *load_layer(void *arg)
 	struct loader *ld = arg;
 	struct ctx *x = ld->x;
 
-	if (x->counts)
-		ld->st = trace_counts_layer(x, x->tmap[ld->layer], ld->cnts);
-	else
-		ld->st = trace_layer(x, ld->layer, ld->k, ld->rk, ld->pol, ld->ws, ld->ids, ld->wts,
-				     ld->fill);
-	if (ld->st != MOE_OK)
-		snprintf(ld->msg, sizeof ld->msg, "%s", moe_errmsg());
+	moe_failure_keep(&ld->err, x->counts ? trace_counts_layer(x, x->tmap[ld->layer], ld->cnts)
+					     : trace_layer(x, ld->layer, ld->k, ld->rk, ld->pol, ld->ws,
+							   ld->ids, ld->wts, ld->fill));
 	return NULL;
-}
-
-static double wall_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int simulate(struct ctx *x, int k, struct runres *rr)
@@ -501,10 +487,8 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 				ld.layer = layer;
 				load_layer(&ld);
 			}
-			if (ld.st != MOE_OK) {
-				s = moe_error(ld.st, "%s", ld.msg);
+			if ((s = moe_failure_raise(&ld.err)) != MOE_OK)
 				goto fail;
-			}
 			cnts = cbuf[layer & 1];
 			rk = rbuf[layer & 1];
 			if (layer + 1 < x->nlayers) {
@@ -874,8 +858,7 @@ struct tscan {
 	double *loads;                    /* experts, or NULL: layer 0 is not here */
 	long most;                        /* tokens of the fullest rank */
 	size_t maxchunk;
-	enum moe_status st;
-	char msg[1024];                   /* the error, when read on a thread */
+	struct moe_failure err;           /* kept here: it may run on a thread */
 };
 
 static void *tscan_run(void *arg)
@@ -915,9 +898,7 @@ static void *tscan_run(void *arg)
 	}
 	free(cnt);
 	free(ld);
-	sc->st = st;
-	if (st != MOE_OK)
-		snprintf(sc->msg, sizeof sc->msg, "%s", moe_errmsg());
+	moe_failure_keep(&sc->err, st);
 	return NULL;
 }
 
@@ -965,8 +946,8 @@ static int token_trace_open(struct ctx *x, struct opts *o, const struct moe_mode
 		pthread_join(th, NULL);
 	trace_reader_close(sc[1].tr);
 	for (int i = 0; i < 2; i++)
-		if (sc[i].st != MOE_OK)
-			return cli_fail("sim", moe_error(sc[i].st, "%s", sc[i].msg));
+		if (sc[i].err.st != MOE_OK)
+			return cli_fail("sim", moe_failure_raise(&sc[i].err));
 	x->maxchunk = sc[0].maxchunk > sc[1].maxchunk ? sc[0].maxchunk : sc[1].maxchunk;
 	plan->tokens_per_gpu = (int)(sc[0].most > sc[1].most ? sc[0].most : sc[1].most);
 	if (plan->tokens_per_gpu < 1)
@@ -1366,7 +1347,7 @@ int cmd_sim(int argc, char **argv)
 	x.nlayers = (int)(o.layers > 0 && o.layers < m.moe_layers ? o.layers : m.moe_layers);
 	x.bar = &bar;
 	cli_bar_init(&bar, o.quiet);
-	t0 = wall_s();
+	t0 = cli_now_s();
 	for (int i = 0; i < o.nk; i++) {
 		if ((rc = simulate(&x, o.ks[i], &rr[i])) != 0) {
 			nr = i + 1;
@@ -1378,10 +1359,10 @@ int cmd_sim(int argc, char **argv)
 	cli_bar_done(&bar);
 	/* a long run: say what buys speed (skewed traffic on large groups
 	 * ends flows at many nearby times, each an event) */
-	if (!o.quiet && o.mode == SIM_STEP_EVENTS && o.coalesce < 1e-2 && wall_s() - t0 > 30)
+	if (!o.quiet && o.mode == SIM_STEP_EVENTS && o.coalesce < 1e-2 && cli_now_s() - t0 > 30)
 		fprintf(stderr, "moekit sim: note: the flow model took %.0f s; --coalesce 1e-2 (a "
 			"GPU's times move by about 1 %%, step times far less) or --mode analytic is "
-			"faster (docs/sim.md)\n", wall_s() - t0);
+			"faster (docs/sim.md)\n", cli_now_s() - t0);
 	if (o.fmt == CLI_FORMAT_JSON)
 		print_json(&x, rr, nr);
 	else

@@ -144,7 +144,7 @@ bad:
 	return 0;
 }
 
-static double now_s(void)
+double cli_now_s(void)
 {
 	struct timespec ts;
 
@@ -155,7 +155,7 @@ static double now_s(void)
 void cli_bar_init(struct cli_bar *bar, int quiet)
 {
 	bar->enabled = !quiet && isatty(STDERR_FILENO);
-	bar->start_s = now_s();
+	bar->start_s = cli_now_s();
 	bar->last_draw_s = 0;
 }
 
@@ -168,7 +168,7 @@ void cli_bar_update(void *user, unsigned long long done, unsigned long long tota
 
 	if (bar == NULL || !bar->enabled || total == 0)
 		return;
-	t = now_s();
+	t = cli_now_s();
 	if (done < total && t - bar->last_draw_s < 0.2)
 		return;
 	bar->last_draw_s = t;

@@ -54,6 +54,20 @@ enum moe_status moe_error(enum moe_status st, const char *fmt, ...)
 	return st;
 }
 
+enum moe_status moe_failure_keep(struct moe_failure *f, enum moe_status st)
+{
+	f->st = st;
+	f->msg[0] = '\0';
+	if (st != MOE_OK)
+		snprintf(f->msg, sizeof f->msg, "%s", last_msg);
+	return st;
+}
+
+enum moe_status moe_failure_raise(const struct moe_failure *f)
+{
+	return f->st == MOE_OK ? MOE_OK : moe_error(f->st, "%s", f->msg);
+}
+
 void moe_error_clear(void)
 {
 	last_msg[0] = '\0';

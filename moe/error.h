@@ -50,6 +50,21 @@ enum moe_status moe_error(enum moe_status st, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 enum moe_status moe_verror(enum moe_status st, const char *fmt, va_list ap);
 
+/* A status and its message carried from the thread that failed to the one
+ * that reports it (the message is thread-local). */
+struct moe_failure {
+	enum moe_status st;
+	char msg[1024];
+};
+
+/* Keeps st in f, with the calling thread's message when st is not MOE_OK;
+ * returns st. */
+enum moe_status moe_failure_keep(struct moe_failure *f, enum moe_status st);
+
+/* Records f's status and message as the calling thread's last error (none
+ * when it is MOE_OK); returns its status. */
+enum moe_status moe_failure_raise(const struct moe_failure *f);
+
 /* Clears the calling thread's last error. */
 void moe_error_clear(void);
 

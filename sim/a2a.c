@@ -66,13 +66,10 @@ void sim_traffic_clear(struct sim_traffic *tr)
 	memset(tr->node, 0, g * (size_t)tr->nodes * sizeof(double));
 }
 
-/* Adds count copies of one token from GPU src whose experts live on
- * dst[0..k-1] (checked), negative entries skipped. */
-static inline void tally(struct sim_traffic *tr, int src, const int *dst, int k, double count)
+/* A new token's stamp for the per-GPU and per-node seen marks (cleared
+ * when the counter wraps). */
+static inline unsigned next_stamp(struct sim_traffic *tr)
 {
-	size_t G = (size_t)tr->gpus;
-	double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
-	double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
 	unsigned st = ++tr->stamp;
 
 	if (st == 0) {
@@ -80,11 +77,21 @@ static inline void tally(struct sim_traffic *tr, int src, const int *dst, int k,
 		memset(tr->nseen, 0, (size_t)tr->nodes * sizeof(unsigned));
 		st = tr->stamp = 1;
 	}
+	return st;
+}
+
+/* Adds count copies of one token from GPU src whose experts live on
+ * dst[0..k-1] (checked by the caller). */
+static inline void tally(struct sim_traffic *tr, int src, const int *dst, int k, double count)
+{
+	size_t G = (size_t)tr->gpus;
+	double *prow = tr->pairs + (size_t)src * G, *grow = tr->gpu + (size_t)src * G;
+	double *nrow = tr->node + (size_t)src * (size_t)tr->nodes;
+	unsigned st = next_stamp(tr);
+
 	for (int i = 0; i < k; i++) {
-		int g = dst[i], ni;
-		if (g < 0)
-			continue;
-		ni = tr->node_of[g];
+		int g = dst[i], ni = tr->node_of[g];
+
 		prow[g] += count;
 		if (tr->gseen[g] != st) {
 			tr->gseen[g] = st;
@@ -129,12 +136,7 @@ enum moe_status sim_traffic_add_tokens(struct sim_traffic *tr, int src, const in
 	if (check_source(tr, src, k) != MOE_OK)
 		return MOE_EINVAL;
 	for (long t = 0; t < ntok && bad < 0; t++, dst += k) {
-		unsigned st = ++tr->stamp;
-		if (st == 0) {
-			memset(tr->gseen, 0, G * sizeof(unsigned));
-			memset(tr->nseen, 0, N * sizeof(unsigned));
-			st = tr->stamp = 1;
-		}
+		unsigned st = next_stamp(tr);
 		for (int i = 0; i < k; i++) {
 			int g = dst[i], ni;
 			if (g < 0)

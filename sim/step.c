@@ -194,17 +194,14 @@ struct a2a_job {
 	struct sim_a2a_opts o;
 	double *fin;
 	struct sim_a2a_result res;
-	enum moe_status st;
-	char msg[1024];               /* the error, when run on a thread */
+	struct moe_failure err;       /* kept here: it may run on a thread */
 };
 
 static void *a2a_job_run(void *arg)
 {
 	struct a2a_job *j = arg;
 
-	j->st = sim_a2a_run(j->net, j->s->t, j->s->tr, &j->o, j->fin, &j->res);
-	if (j->st != MOE_OK)
-		snprintf(j->msg, sizeof j->msg, "%s", moe_errmsg());
+	moe_failure_keep(&j->err, sim_a2a_run(j->net, j->s->t, j->s->tr, &j->o, j->fin, &j->res));
 	return NULL;
 }
 
@@ -238,13 +235,13 @@ static enum moe_status a2a_pair(struct sim_step *s, double out, double back, dou
 	a2a_job_run(&d);
 	if (threaded)
 		pthread_join(th, NULL);
-	if (d.st != MOE_OK)
-		return moe_error(d.st, "%s", d.msg);
+	if (d.err.st != MOE_OK)
+		return moe_failure_raise(&d.err);
 	account(s, d.net, times);
 	if (!threaded)
 		a2a_job_run(&c);
-	if (c.st != MOE_OK)
-		return moe_error(c.st, "%s", c.msg);
+	if (c.err.st != MOE_OK)
+		return moe_failure_raise(&c.err);
 	account(s, c.net, times);
 	*rd = d.res;
 	*rc = c.res;
