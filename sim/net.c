@@ -3,8 +3,10 @@
  *
  * Data layout: what solving and ending a flow read sits in one 64-byte
  * record per flow (struct flow_hot; ids are never reused before a reset);
- * the rest is structure-of-arrays.  Per link: the flows that crossed it
- * (ended ones dropped lazily), and the flows bottlenecked there in a heap
+ * what a solve reads and writes of a link, likewise one 64-byte record
+ * per link (struct link_hot); the rest is structure-of-arrays.  Per
+ * link: the flows that crossed it (ended ones dropped lazily), and the
+ * flows bottlenecked there in a heap
  * by the reading of the link's virtual clock at which each ends.  Three
  * heaps besides: the engine's queue (flow starts), the links by the time
  * their first flow ends, and a filling's links by share.
@@ -41,6 +43,25 @@ struct ih_ent {
 };
 
 
+/* What a solve reads and writes of a link, in one 64-byte line (the array
+ * is 64-byte aligned): a flow joining or freezing touches every link of
+ * its path, and with one array per field that was a cache line per field
+ * per link (the arrays of a few thousand links do not fit in L1). */
+struct link_hot {
+	_Alignas(64) double rnew; /* the solve's rate on it: held and frozen flows */
+	double bw;            /* bandwidth, bytes per second (copied from the topology) */
+	double share;         /* rate of the flows bottlenecked there */
+	double lnew;          /* its share after the solve; -1 if it did not freeze */
+	int *av;              /* A's flows on it (their index in alist) */
+	int ln;               /* A's flows on it not frozen yet */
+	int avn, avcap;
+	int avdone;           /* its first avdone entries of av are frozen */
+	unsigned mark;        /* epoch of its last touch or first use in a solve */
+	unsigned dmark;       /* epoch in which it went on the dirty list */
+};
+
+_Static_assert(sizeof(struct link_hot) == 64, "a link's solve state is one cache line");
+
 struct sim_net {
 	const struct sim_topo *topo;
 	int L;
@@ -54,9 +75,8 @@ struct sim_net {
 	 * ending flow costs no search and no writes in these lists); lact
 	 * counts the active ones */
 	int **lf, *lfn, *lfcap, *lact;
-	double *lbytes, *lint, *lbusy, *lrate, *lt, *rnew;
-	int *ln;
-	unsigned *lmark;
+	double *lbytes, *lint, *lbusy, *lrate, *lt;
+	struct link_hot *lk;  /* per link: what a solve touches */
 	/* scratch for a recomputation */
 	int *comp_links;
 	int *ended;           /* flows ended in the current event */
@@ -69,10 +89,6 @@ struct sim_net {
 	unsigned epA, epL, epD;
 	int ncl;              /* links of the current solve (comp_links) */
 	int *dirty, ndirty;   /* links whose share dropped since the last flush */
-	/* per link: A's flows on it (their index in alist), contiguous so the
-	 * filling reads them in order instead of chasing a list */
-	int **av, *avn, *avcap;
-	int *avdone;          /* per link: its first avdone entries are frozen */
 	/* per flow of A, by its index in alist: what the filling and the
 	 * commit read of it, copied when it joins, so that they touch the
 	 * flow's own record (somewhere in a large array) once, not three times */
@@ -85,14 +101,12 @@ struct sim_net {
 	/* per link: no flow on it that is bottlenecked elsewhere is faster
 	 * (an upper bound; those bottlenecked there run at its share) */
 	double *lmaxo;
-	unsigned *dmark;
 	int full;             /* recompute whole components (reference mode) */
 	double coalesce;      /* relative window in which ends are one event */
 	/* per link: flows bottlenecked there, their rate, scratch */
 	struct ih_ent **bl;   /* per link: its bottlenecked flows by virtual end */
 	int *bln, *blcap;
 	double *blmax;        /* per link: no key in its heap is larger (a bound) */
-	double *lshare, *lnew;
 	unsigned *mmark;      /* link whose bottlenecked flows joined A */
 	/* the filling's heap: a link's fill (id = link) and check (id = L +
 	 * link) entries, each in it at most once (position in shpos) */
@@ -246,6 +260,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 {
 	struct sim_net *n = calloc(1, sizeof *n);
 	int L = t->nlinks;
+	void *lk;
 
 	if (n == NULL)
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory");
@@ -265,21 +280,18 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->lbusy = calloc((size_t)L + 1, sizeof(double));
 	n->lrate = calloc((size_t)L + 1, sizeof(double));
 	n->lt = calloc((size_t)L + 1, sizeof(double));
-	n->rnew = calloc((size_t)L + 1, sizeof(double));
-	n->ln = calloc((size_t)L + 1, sizeof(int));
-	n->lmark = calloc((size_t)L + 1, sizeof(unsigned));
+	if (posix_memalign(&lk, 64, ((size_t)L + 1) * sizeof *n->lk) == 0) {
+		memset(lk, 0, ((size_t)L + 1) * sizeof *n->lk);
+		n->lk = lk;
+		for (int l = 0; l < L; l++)
+			n->lk[l].bw = t->links[l].bw_Bps;
+	}
 	n->comp_links = calloc((size_t)L + 1, sizeof(int));
 	n->bl = calloc((size_t)L + 1, sizeof *n->bl);
 	n->bln = calloc((size_t)L + 1, sizeof(int));
 	n->blmax = calloc((size_t)L + 1, sizeof(double));
 	n->blcap = calloc((size_t)L + 1, sizeof(int));
-	n->lshare = calloc((size_t)L + 1, sizeof(double));
-	n->lnew = calloc((size_t)L + 1, sizeof(double));
 	n->dirty = calloc((size_t)L + 1, sizeof(int));
-	n->av = calloc((size_t)L + 1, sizeof *n->av);
-	n->avn = calloc((size_t)L + 1, sizeof(int));
-	n->avcap = calloc((size_t)L + 1, sizeof(int));
-	n->avdone = calloc((size_t)L + 1, sizeof(int));
 	n->lmaxo = calloc((size_t)L + 1, sizeof(double));
 	n->vclk = calloc((size_t)L + 1, sizeof(double));
 	n->vt = calloc((size_t)L + 1, sizeof(double));
@@ -287,7 +299,6 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->lqpos = malloc(((size_t)L + 1) * sizeof(int));
 	for (int l = 0; n->lqpos != NULL && l <= L; l++)
 		n->lqpos[l] = -1;
-	n->dmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->mmark = calloc((size_t)L + 1, sizeof(unsigned));
 	n->sh = malloc((2 * (size_t)L + 2) * sizeof *n->sh);
 	n->shpos = malloc((2 * (size_t)L + 2) * sizeof(int));
@@ -297,11 +308,10 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->touched = malloc((size_t)n->captouched * sizeof(int));
 	if (n->lf == NULL || n->lfn == NULL || n->lact == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
-	    n->rnew == NULL || n->ln == NULL || n->lmark == NULL ||
+	    n->lk == NULL ||
 	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
-	    n->bln == NULL || n->blmax == NULL || n->blcap == NULL || n->lshare == NULL ||
-	    n->lnew == NULL || n->dirty == NULL || n->av == NULL || n->avn == NULL || n->avcap == NULL || n->avdone == NULL || n->lmaxo == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
-	    n->lqpos == NULL || n->dmark == NULL || n->mmark == NULL ||
+	    n->bln == NULL || n->blmax == NULL || n->blcap == NULL || n->dirty == NULL || n->lmaxo == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
+	    n->lqpos == NULL || n->mmark == NULL ||
 	   
 	    grow_flows(n, (int)reserve) != 0 || sim_queue_new(reserve, &n->q) != MOE_OK) {
 		sim_net_free(n);
@@ -319,14 +329,14 @@ void sim_net_free(struct sim_net *n)
 		free(n->lf[l]);
 	for (int l = 0; l < n->L && n->bl; l++)
 		free(n->bl[l]);
-	for (int l = 0; l < n->L && n->av; l++)
-		free(n->av[l]);
-	free(n->av);
-	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap); free(n->lshare);
-	free(n->lnew); free(n->dirty); free(n->avn); free(n->avcap); free(n->avdone); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos);  free(n->dmark); free(n->mmark);
+	for (int l = 0; l < n->L && n->lk; l++)
+		free(n->lk[l].av);
+	free(n->lk);
+	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap); 
+	free(n->dirty); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lact); free(n->lfcap); free(n->lbytes); free(n->lint);
-	free(n->lbusy); free(n->lrate); free(n->lt); free(n->rnew); free(n->ln);
-	free(n->lmark); free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
+	free(n->lbusy); free(n->lrate); free(n->lt);
+	free(n->comp_links); free(n->sh); free(n->shpos); free(n->touched);
 	free(n->h);
 	free(n->tag);
 	free(n->started); free(n->alist); 
@@ -352,7 +362,7 @@ void sim_net_reset(struct sim_net *n)
 		n->lmaxo[l] = n->lbytes[l] = n->lint[l] = n->lbusy[l] = n->lrate[l] = n->lt[l] = 0;
 		/* a share left from the last run would move the links' virtual
 		 * clocks, and the next run's rounding with them */
-		n->lshare[l] = 0;
+		n->lk[l].share = 0;
 	}
 	memset(&n->st, 0, sizeof n->st);
 }
@@ -416,9 +426,9 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 
 static int touch(struct sim_net *n, int link)
 {
-	if (n->lmark[link] == n->epoch)
+	if (n->lk[link].mark == n->epoch)
 		return 0;
-	n->lmark[link] = n->epoch;
+	n->lk[link].mark = n->epoch;
 	if (n->ntouched == n->captouched) {
 		int cap = n->captouched * 2;
 		int *x = realloc(n->touched, (size_t)cap * sizeof *x);
@@ -463,22 +473,22 @@ static inline double rate_of(const struct sim_net *n, int f)
 {
 	int b = n->h[f].bott;
 
-	return b >= 0 ? n->lshare[b] : 0;
+	return b >= 0 ? n->lk[b].share : 0;
 }
 
 /* Link l's virtual clock now. */
 static inline double vclock(const struct sim_net *n, int l)
 {
-	return n->vclk[l] + n->lshare[l] * (n->now - n->vt[l]);
+	return n->vclk[l] + n->lk[l].share * (n->now - n->vt[l]);
 }
 
 /* Puts link l in the link heap at the end time of its first bottlenecked
  * flow, or takes it out when it has none. */
 static inline double link_next_end(const struct sim_net *n, int l)
 {
-	if (n->bln[l] == 0 || !(n->lshare[l] > 0))
+	if (n->bln[l] == 0 || !(n->lk[l].share > 0))
 		return INFINITY;
-	return n->vt[l] + (n->bl[l][0].key - n->vclk[l]) / n->lshare[l];
+	return n->vt[l] + (n->bl[l][0].key - n->vclk[l]) / n->lk[l].share;
 }
 
 static void lq_update(struct sim_net *n, int l)
@@ -562,28 +572,43 @@ static void sh_set(struct sim_net *n, int id, double key)
 }
 
 /* First use of link m in this solve: the rate on it is what the held flows
- * carry; nothing in A yet. */
+ * carry; nothing in A yet.  Its list of A's flows gets room for every
+ * active flow on it, so that joins append without checking.  Returns 0 or
+ * -1 (out of memory). */
 static int solve_link(struct sim_net *n, int m)
 {
-	if (n->lmark[m] == n->epL)
+	struct link_hot *x = &n->lk[m];
+
+	if (x->mark == n->epL)
 		return 0;
-	n->lmark[m] = n->epL;
+	if (x->avcap < n->lact[m]) {
+		int cap = x->avcap ? x->avcap : 8;
+		int *p;
+		while (cap < n->lact[m])
+			cap *= 2;
+		p = realloc(x->av, (size_t)cap * sizeof *p);
+		if (p == NULL)
+			return -1;
+		x->av = p;
+		x->avcap = cap;
+	}
+	x->mark = n->epL;
 	n->comp_links[n->ncl++] = m;
-	n->rnew[m] = n->lrate[m];
-	n->ln[m] = 0;
-	n->lnew[m] = -1;
-	n->avn[m] = 0;
-	n->avdone[m] = 0;
+	x->rnew = n->lrate[m];
+	x->ln = 0;
+	x->lnew = -1;
+	x->avn = 0;
+	x->avdone = 0;
 	if (n->bln[m] > 0)
-		sh_set(n, n->L + m, n->lshare[m]);
+		sh_set(n, n->L + m, x->share);
 	return 0;
 }
 
 static inline double solve_share(const struct sim_net *n, int m)
 {
-	double c = n->topo->links[m].bw_Bps - n->rnew[m];
+	double c = n->lk[m].bw - n->lk[m].rnew;
 
-	return c > 0 ? c / n->ln[m] : 0;
+	return c > 0 ? c / n->lk[m].ln : 0;
 }
 
 /* Makes sure link m's fill entry is no later than its share (a share that
@@ -608,44 +633,50 @@ static void flush(struct sim_net *n)
 }
 
 /* Takes flow f out of the held flows into A (unfrozen): its old rate
- * leaves every link of its path, which it now competes for. */
+ * leaves every link of its path, which it now competes for.  The hottest
+ * loop of a solve: what it reads of n is loaded once (its stores through
+ * int pointers would otherwise make the compiler reload it per link). */
 static int join(struct sim_net *n, int f)
 {
+	uint64_t *word = &n->abits[f >> 6];
+	const uint64_t bit = (uint64_t)1 << (f & 63);
+	const struct flow_hot *h = &n->h[f];
+	struct link_hot *lk = n->lk;
+	const unsigned epL = n->epL, epD = n->epD;
+	int *dirty = n->dirty;
+	int nd = n->ndirty, idx, b, plen;
 	struct aflow *a;
 	double r;
 
-	if ((n->abits[f >> 6] >> (f & 63) & 1) || n->h[f].state != F_ACTIVE)
+	if ((*word & bit) || h->state != F_ACTIVE)
 		return 0;
-	n->abits[f >> 6] |= (uint64_t)1 << (f & 63);
-	r = rate_of(n, f);
-	a = &n->af[n->na];
+	*word |= bit;
+	b = h->bott;
+	r = b >= 0 ? lk[b].share : 0;
+	plen = h->plen;
+	idx = n->na++;
+	a = &n->af[idx];
 	a->old = r;
-	a->obott = n->h[f].bott;
-	a->plen = (unsigned char)n->h[f].plen;
+	a->obott = b;
+	a->plen = (unsigned char)plen;
 	a->frozen = 0;
-	memcpy(a->path, n->h[f].path, sizeof a->path);
-	n->alist[n->na++] = f;
+	memcpy(a->path, h->path, sizeof a->path);
+	n->alist[idx] = f;
 	n->st.flow_visits++;
-	for (int k = 0; k < n->h[f].plen; k++) {
-		int m = n->h[f].path[k];
-		if (solve_link(n, m) != 0)
+	for (int k = 0; k < plen; k++) {
+		int m = h->path[k];
+		struct link_hot *x = &lk[m];
+		if (x->mark != epL && solve_link(n, m) != 0)
 			return -1;
-		if (n->avn[m] == n->avcap[m]) {
-			int cap = n->avcap[m] ? 2 * n->avcap[m] : 8;
-			int *x = realloc(n->av[m], (size_t)cap * sizeof *x);
-			if (x == NULL)
-				return -1;
-			n->av[m] = x;
-			n->avcap[m] = cap;
-		}
-		n->av[m][n->avn[m]++] = n->na - 1;
-		n->rnew[m] -= r;
-		n->ln[m]++;
-		if (n->dmark[m] != n->epD) {
-			n->dmark[m] = n->epD;
-			n->dirty[n->ndirty++] = m;
+		x->av[x->avn++] = idx;
+		x->rnew -= r;
+		x->ln++;
+		if (x->dmark != epD) {
+			x->dmark = epD;
+			dirty[nd++] = m;
 		}
 	}
+	n->ndirty = nd;
 	return 0;
 }
 
@@ -696,9 +727,13 @@ static int seed_component(struct sim_net *n)
  *    allocation they could not cross a link frozen earlier, whose share was
  *    lower, so joining never reopens a frozen link);
  *  - at the old share of a link where held flows are bottlenecked (ended
- *    flows' links, links A crosses), they join if the link is not full
- *    with nothing left to fill: it has spare capacity or flows of A still
- *    rising.
+ *    flows' links, links A crosses), they join if the link has room: with
+ *    no flow of A on it, spare capacity; with flows of A still rising on
+ *    it, a fill share above the old one.  Otherwise the link freezes at its
+ *    old share (within TOL) with them held: the flows of A there cannot
+ *    rise above it, and releasing the held ones anyway would make a tie
+ *    that rounding puts one ulp above the share ripple through every link
+ *    tied at that level (a uniform all-to-all is all ties).
  * When the heap is empty every flow of A has a bottleneck (its link froze
  * full with no higher rate on it) and every held flow keeps one: its link
  * was confirmed full at its level, and nothing joining later frees
@@ -746,13 +781,15 @@ static int recompute(struct sim_net *n)
 		e = n->sh[0];
 		ih_remove(n->sh, &n->shn, n->shpos, 0);
 		l = e.id < n->L ? e.id : e.id - n->L;
-		bw = n->topo->links[l].bw_Bps;
+		bw = n->lk[l].bw;
 		if (e.id >= n->L) {
-			if ((n->ln[l] > 0 || bw - n->rnew[l] > TOL * bw) && release(n, l) != 0)
+			if ((n->lk[l].ln > 0 ? solve_share(n, l) > n->lk[l].share * (1 + TOL)
+					     : bw - n->lk[l].rnew > TOL * bw) &&
+			    release(n, l) != 0)
 				return -1;
 			continue;
 		}
-		if (n->ln[l] == 0)
+		if (n->lk[l].ln == 0)
 			continue;
 		share = solve_share(n, l);
 		if (share > e.key * (1 + TOL) + 1e-300) {
@@ -767,14 +804,14 @@ static int recompute(struct sim_net *n)
 			double bound;
 			/* the flows bottlenecked at l ran at its old share: all
 			 * join when that is above the level (their list, no scan) */
-			if (n->bln[l] > 0 && n->lshare[l] > share * (1 + TOL) && release(n, l) != 0)
+			if (n->bln[l] > 0 && n->lk[l].share > share * (1 + TOL) && release(n, l) != 0)
 				return -1;
 			/* the others are no faster than lmaxo, nor than l's old
 			 * share when flows were bottlenecked there (the old
 			 * allocation was max-min): only then look at them */
 			bound = n->lmaxo[l];
-			if (n->bln[l] > 0 && n->lshare[l] < bound)
-				bound = n->lshare[l];
+			if (n->bln[l] > 0 && n->lk[l].share < bound)
+				bound = n->lk[l].share;
 			if (bound > share * (1 + TOL)) {
 				double mx = 0;
 				int kept = 0;
@@ -806,13 +843,13 @@ static int recompute(struct sim_net *n)
 			if (n->na > joined)
 				continue; /* l is dirty: pushed again at its new share */
 		}
-		n->lnew[l] = share;
+		n->lk[l].lnew = share;
 		/* a link can freeze again when flows join later; those before
 		 * avdone froze then and stay frozen */
-		for (int i = n->avdone[l]; i < n->avn[l]; i++) {
-			struct aflow *a = &n->af[n->av[l][i]];
-			if (i + PF < n->avn[l])
-				__builtin_prefetch(&n->af[n->av[l][i + PF]]);
+		for (int i = n->lk[l].avdone; i < n->lk[l].avn; i++) {
+			struct aflow *a = &n->af[n->lk[l].av[i]];
+			if (i + PF < n->lk[l].avn)
+				__builtin_prefetch(&n->af[n->lk[l].av[i + PF]]);
 			if (a->frozen)
 				continue;
 			a->frozen = 1;
@@ -820,15 +857,15 @@ static int recompute(struct sim_net *n)
 			a->nbott = l;
 			for (int k = 0; k < a->plen; k++) {
 				int m = a->path[k];
-				n->rnew[m] += share;
+				n->lk[m].rnew += share;
 				/* a link left with nothing to fill leaves the heap
 				 * now (most do: their flows froze at another link),
 				 * which is cheaper than popping it at the top */
-				if (--n->ln[m] == 0 && n->shpos[m] >= 0)
+				if (--n->lk[m].ln == 0 && n->shpos[m] >= 0)
 					ih_remove(n->sh, &n->shn, n->shpos, n->shpos[m]);
 			}
 		}
-		n->avdone[l] = n->avn[l];
+		n->lk[l].avdone = n->lk[l].avn;
 	}
 	/* commit: the clocks of the links involved move to now at their old
 	 * shares; flows whose bottleneck changed move to the new one's heap
@@ -866,9 +903,9 @@ static int recompute(struct sim_net *n)
 	}
 	for (int i = 0; i < n->ncl; i++) {
 		int m = n->comp_links[i];
-		n->lrate[m] = n->lact[m] > 0 && n->rnew[m] > 0 ? n->rnew[m] : 0;
-		if (n->lnew[m] >= 0)
-			n->lshare[m] = n->lnew[m];
+		n->lrate[m] = n->lact[m] > 0 && n->lk[m].rnew > 0 ? n->lk[m].rnew : 0;
+		if (n->lk[m].lnew >= 0)
+			n->lk[m].share = n->lk[m].lnew;
 		lq_update(n, m);
 	}
 	if (n->rates_fn != NULL)
@@ -907,8 +944,8 @@ static void due_link(const struct sim_net *n, int l, int i, double kmax, double 
 	const struct ih_ent *h = n->bl[l];
 
 	while (i < n->bln[l] && h[i].key <= kmax) {
-		*sw += n->lshare[l];
-		*swt += n->lshare[l] * (n->vt[l] + (h[i].key - n->vclk[l]) / n->lshare[l]);
+		*sw += n->lk[l].share;
+		*swt += n->lk[l].share * (n->vt[l] + (h[i].key - n->vclk[l]) / n->lk[l].share);
 		due_link(n, l, 2 * i + 1, kmax, sw, swt);
 		i = 2 * i + 2;
 	}
@@ -920,7 +957,7 @@ static void due_links(const struct sim_net *n, int i, double lim, double *sw, do
 {
 	while (i < n->lqn && n->lq[i].key <= lim) {
 		int l = n->lq[i].id;
-		due_link(n, l, 0, n->vclk[l] + (lim - n->vt[l]) * n->lshare[l], sw, swt);
+		due_link(n, l, 0, n->vclk[l] + (lim - n->vt[l]) * n->lk[l].share, sw, swt);
 		due_links(n, 2 * i + 1, lim, sw, swt);
 		i = 2 * i + 2;
 	}
@@ -934,6 +971,9 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 	 * start in the past) */
 	const int co = n->coalesce > SIM_TIME_EPS_REL;
 
+	/* the topology may have been slowed down since the network was made */
+	for (int l = 0; l < n->L; l++)
+		n->lk[l].bw = n->topo->links[l].bw_Bps;
 	for (;;) {
 		double tq = sim_queue_peek(n->q, &ev) ? ev.t_s : INFINITY;
 		double tf = n->lqn > 0 ? n->lq[0].key : INFINITY;
@@ -968,7 +1008,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 		while (n->lqn > 0 && n->lq[0].key <= lim) {
 			int l = n->lq[0].id;
 			double te = n->lq[0].key;
-			if (n->vt[l] + (n->blmax[l] - n->vclk[l]) / n->lshare[l] <= lim) {
+			if (n->vt[l] + (n->blmax[l] - n->vclk[l]) / n->lk[l].share <= lim) {
 				/* all of them are due (typically: equal flows into one
 				 * GPU): in the heap's array order, without sifting */
 				int cnt = n->bln[l];
@@ -976,7 +1016,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 					int f = n->bl[l][j].id;
 					if (j + PF < cnt)
 						__builtin_prefetch(&n->h[n->bl[l][j + PF].id]);
-					te = n->vt[l] + (n->bl[l][j].key - n->vclk[l]) / n->lshare[l];
+					te = n->vt[l] + (n->bl[l][j].key - n->vclk[l]) / n->lk[l].share;
 					for (int k = 0; k < n->h[f].plen; k++) {
 						if (touch(n, n->h[f].path[k]) != 0)
 							MOE_FAIL(MOE_ENOMEM, "network: out of memory");

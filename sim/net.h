@@ -32,7 +32,8 @@
  * from the beginning; when a link fills up at level s, held flows on it
  * faster than s take part; when the level reaches the old share of a link
  * where held flows are bottlenecked and that link still has room (a flow
- * on it ended, or flows taking part still rise there), they take part.
+ * on it ended, or flows taking part could rise above that share there),
+ * they take part.
  * The result is the exact max-min allocation (the argument is in net.c;
  * sim_net_set_full re-solves every flow of the connected component
  * instead, the reference the tests compare with).  A change costs about

@@ -1373,6 +1373,93 @@ END_TEST
  * carried every byte, as without coalescing (closed form), and the link's
  * rate integral equals its bytes.  Ending the window's flows at its start
  * (the old rule) gave the long flow their missing bytes: 4e-4 early. */
+struct tie_watch {
+	const struct sim_net *n;
+	int solves;
+	uint64_t visits[2];  /* flows re-solved by the first two solves */
+	double rate[7 * 65];
+};
+
+static void tie_rates(void *user, const struct sim_net *net, double t_s, const int *links, int nlinks)
+{
+	struct tie_watch *w = user;
+	uint64_t before = 0;
+
+	(void)t_s; (void)links; (void)nlinks;
+	for (int i = 0; i < w->solves && i < 2; i++)
+		before += w->visits[i];
+	if (w->solves < 2)
+		w->visits[w->solves] = sim_net_stats(net)->flow_visits - before;
+	if (w->solves == 1)
+		for (int f = 0; f < sim_net_flows(net); f++)
+			w->rate[f] = sim_net_flow_rate(net, f);
+	w->solves++;
+}
+
+START_TEST(net_ties_do_not_ripple)
+{
+	/* A chain of N + 1 links of 450 GB/s (an H100's NVLink), seven flows
+	 * on each: pair flow i crosses links i and i + 1, singles fill the
+	 * rest.  Every flow runs at 450/7 GB/s, every link is full: ties
+	 * everywhere, and sums of sevenths do not all round back to a seventh
+	 * (with these figures the old rule re-solved the whole chain, 390
+	 * flows).
+	 * When a single on link 0 ends, only link 0's other singles can rise
+	 * (pair flow 0 is held by link 1).  A flow re-solved at a link whose
+	 * share is unchanged but for rounding must not make that link's flows
+	 * join in turn, or the change ripples down the whole chain. */
+	enum { N = 64, K = 7 };
+	const double bw = 450e9, s7 = bw / K;
+	struct sim_link links[N + 1];
+	struct sim_topo t;
+	struct sim_net *n;
+	struct sim_path p = {0};
+	struct tie_watch w = {0};
+	int nf = 0, first_single = -1;
+
+	memset(&t, 0, sizeof t);
+	memset(links, 0, sizeof links);
+	for (int l = 0; l <= N; l++)
+		links[l].bw_Bps = bw;
+	t.nlinks = N + 1;
+	t.links = links;
+	ck_assert_int_eq(sim_net_new(&t, 0, &n), MOE_OK);
+	w.n = n;
+	sim_net_set_rates_hook(n, tie_rates, &w);
+	for (int i = 0; i < N; i++) {
+		p.n = 2; p.link[0] = i; p.link[1] = i + 1;
+		ck_assert_int_eq(sim_net_add(n, &p, 1e9, 0, nf, NULL), MOE_OK);
+		nf++;
+	}
+	first_single = nf;
+	for (int l = 0; l <= N; l++) {
+		int singles = l == 0 || l == N ? K - 1 : K - 2;
+		for (int k = 0; k < singles; k++) {
+			/* the first single is short: 0.1 GB */
+			p.n = 1; p.link[0] = l;
+			ck_assert_int_eq(sim_net_add(n, &p, nf == first_single ? 1e8 : 1e9, 0, nf, NULL),
+					 MOE_OK);
+			nf++;
+		}
+	}
+	ck_assert_int_le(nf, (int)(sizeof w.rate / sizeof w.rate[0]));
+	ck_assert_int_eq(sim_net_run(n, NULL, NULL), MOE_OK);
+	ck_assert_int_ge(w.solves, 2);
+	ck_assert_uint_eq(w.visits[0], (uint64_t)nf);
+	/* the end of the short single: its link's other flows and no more */
+	ck_assert_uint_le(w.visits[1], K - 1);
+	/* link 0's five other singles share what pair flow 0 leaves */
+	for (int f = first_single + 1; f < first_single + K - 1; f++)
+		assert_rel(w.rate[f], (bw - s7) / (K - 2), 1e-12);
+	for (int f = 0; f < nf; f++)
+		if (f < first_single || f >= first_single + K - 1)
+			assert_rel(w.rate[f], s7, 1e-12);
+	ck_assert_double_eq(w.rate[first_single], 0);
+	assert_rel(sim_net_flow_end(n, first_single), 1e8 / s7, 1e-12);
+	sim_net_free(n);
+}
+END_TEST
+
 START_TEST(net_coalesce_window_ends_at_mean)
 {
 	struct moe_cluster c = cluster(1, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
@@ -2008,6 +2095,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, a2a_hot_gpu_is_slowest);
 	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
 	tcase_add_test(core, net_coalesce_window_ends_at_mean);
+	tcase_add_test(core, net_ties_do_not_ripple);
 	tcase_add_test(core, a2a_coalesce_staged_algorithms);
 	tcase_add_test(core, a2a_ecmp_collisions_cost_time);
 	tcase_add_test(core, place_kinds);
