@@ -48,6 +48,14 @@ static void lpt(struct sim_placement *p, struct unit *u, int n, int r0, int r1, 
 			if (best < 0 || rank_load[r] < rank_load[best])
 				best = r;
 		}
+		if (best < 0 && u[i].replica == 1) {
+			/* the only rank with room holds the first replica (one
+			 * GPU per node under node-limited routing): a second
+			 * copy on the same GPU would serve nothing */
+			p->nrep[u[i].expert] = 1;
+			rank_load[p->rep[u[i].expert * SIM_PLACE_MAX_REPLICAS]] += u[i].load;
+			continue;
+		}
 		if (best < 0)
 			best = r0 + i % (r1 - r0); /* cannot happen with enough slots */
 		p->rep[u[i].expert * SIM_PLACE_MAX_REPLICAS + u[i].replica] = best;
@@ -154,16 +162,16 @@ static int own_node_replica(const struct sim_placement *p, int e, int src)
 	return -1;
 }
 
+int sim_placement_replica_many(const struct sim_placement *p, int e, int src, long tok)
+{
+	int own = own_node_replica(p, e, src);
+
+	return own >= 0 ? own : (int)(tok % p->nrep[e]);
+}
+
 int sim_placement_rank(const struct sim_placement *p, int e, int src, long tok)
 {
-	const int *r = &p->rep[e * SIM_PLACE_MAX_REPLICAS];
-	int own;
-
-	if (p->nrep[e] == 1)
-		return r[0];
-	if ((own = own_node_replica(p, e, src)) >= 0)
-		return r[own];
-	return r[tok % p->nrep[e]];
+	return p->rep[e * SIM_PLACE_MAX_REPLICAS + sim_placement_replica(p, e, src, tok)];
 }
 
 void sim_placement_split(const struct sim_placement *p, int e, int src, double n,

@@ -42,6 +42,19 @@ enum moe_status sim_placement_new(enum moe_placement kind, int experts, int ep,
 				  int redundant, struct sim_placement **out);
 void sim_placement_free(struct sim_placement *p);
 
+/* sim_placement_replica for an expert with more than one replica. */
+int sim_placement_replica_many(const struct sim_placement *p, int e, int src, long tok);
+
+/* Which replica of expert e serves token number tok coming from rank src:
+ * its index i, the replica's rank being p->rep[e x SIM_PLACE_MAX_REPLICAS
+ * + i] (replicas of one expert are on different ranks).  The replica in
+ * src's node when there is one, else dealt round the replicas by tok.
+ * Inline: a step calls it for every token of every layer. */
+static inline int sim_placement_replica(const struct sim_placement *p, int e, int src, long tok)
+{
+	return p->nrep[e] == 1 ? 0 : sim_placement_replica_many(p, e, src, tok);
+}
+
 /* The rank that serves expert e for token number tok coming from rank src. */
 int sim_placement_rank(const struct sim_placement *p, int e, int src, long tok);
 

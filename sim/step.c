@@ -428,7 +428,7 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 		/* each GPU's tokens in order: capacity goes first come first
 		 * served, lowest GPU first */
 		for (size_t i = 0; i < (size_t)T * (size_t)k; i++) {
-			int e = ex[i], rank, r = 0;
+			int e = ex[i], r;
 			s->dst[i] = -1;
 			if (e < 0)
 				continue;
@@ -442,15 +442,9 @@ enum moe_status sim_step_layer(struct sim_step *s, const int *experts, int k,
 				continue;
 			}
 			s->kexp[e]++;
-			if (s->place->nrep[e] == 1) {
-				rank = s->place->rep[e * R];
-			} else {
-				rank = sim_placement_rank(s->place, e, g, (long)(i / (size_t)k));
-				while (r + 1 < s->place->nrep[e] && s->place->rep[e * R + r] != rank)
-					r++;
-			}
+			r = sim_placement_replica(s->place, e, g, (long)(i / (size_t)k));
 			s->krep[e * R + r]++;
-			s->dst[i] = rank;
+			s->dst[i] = s->place->rep[e * R + r];
 			kept++;
 		}
 		if ((st = sim_traffic_add_tokens(s->tr, g, s->dst, k, T)) != MOE_OK)

@@ -1645,6 +1645,16 @@ START_TEST(place_kinds)
 		for (int r = 0; r < p->nrep[e]; r++)
 			ck_assert_int_eq(p->rep[e * 2 + r] / 2, e / 8);
 	sim_placement_free(p);
+	/* node-limited with one GPU per node: a group's GPU cannot hold a
+	 * second copy of its own expert, so the hot experts keep one replica
+	 * (the greedy used to put both on the same GPU) */
+	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 2, 1, 2, loads, 2, &p), MOE_OK);
+	for (int e = 0; e < 16; e++) {
+		ck_assert_int_eq(p->nrep[e], 1);
+		ck_assert_int_eq(p->rep[e * 2], e / 8);
+		ck_assert_int_eq(sim_placement_replica(p, e, 1 - e / 8, 3), 0);
+	}
+	sim_placement_free(p);
 	ck_assert_int_eq(sim_placement_new(MOE_PLACE_CONTIGUOUS, 10, 4, 2, 1, NULL, 0, &p), MOE_EINVAL);
 	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 1, NULL, 0, &p), MOE_EINVAL);
 	ck_assert_int_eq(sim_placement_new(MOE_PLACE_BALANCED, 16, 4, 2, 1, loads, 17, &p), MOE_EINVAL);
@@ -1664,9 +1674,9 @@ START_TEST(place_split_follows_rank)
 			for (int n = 0; n <= 7; n++) {
 				double want[SIM_PLACE_MAX_REPLICAS] = {0};
 				for (long tok = 0; tok < n; tok++) {
-					int rank = sim_placement_rank(p, e, src, tok), r = 0;
-					while (p->rep[e * SIM_PLACE_MAX_REPLICAS + r] != rank)
-						r++;
+					int r = sim_placement_replica(p, e, src, tok);
+					ck_assert_int_eq(p->rep[e * SIM_PLACE_MAX_REPLICAS + r],
+							 sim_placement_rank(p, e, src, tok));
 					want[r]++;
 				}
 				sim_placement_split(p, e, src, n, part);
