@@ -290,11 +290,9 @@ static enum moe_status store_run(const struct opts *o, const char *inputs, json_
 	if (st == MOE_OK)
 		st = store_metric_add(db, id, "flops", r->flops[PROF_STAGE_TOTAL], "FLOP");
 	if (st != MOE_OK) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", moe_errmsg());
-		store_run_fail(db, id, msg);
+		st = store_run_abort(db, id, st);
 		store_close(db);
-		return moe_error(st, "%s", msg);
+		return st;
 	}
 	sum = json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	st = store_run_done(db, id, sum);
@@ -601,11 +599,9 @@ static enum moe_status store_ep(const struct opts *o, const char *inputs, const 
 	if (st == MOE_OK)
 		st = store_metric_add(db, id, "routed_rows", r->routed_rows, "1");
 	if (st != MOE_OK) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", moe_errmsg());
-		store_run_fail(db, id, msg);
+		st = store_run_abort(db, id, st);
 		store_close(db);
-		return moe_error(st, "%s", msg);
+		return st;
 	}
 	st = store_run_done(db, id, summary);
 	store_close(db);
@@ -868,11 +864,9 @@ static enum moe_status store_cuda(const struct opts *o, const char *inputs, json
 	if (st == MOE_OK)
 		st = store_metric_add(db, id, "flops", r->flops[PROF_STAGE_TOTAL], "FLOP");
 	if (st != MOE_OK) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", moe_errmsg());
-		store_run_fail(db, id, msg);
+		st = store_run_abort(db, id, st);
 		store_close(db);
-		return moe_error(st, "%s", msg);
+		return st;
 	}
 	sum = json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	st = store_run_done(db, id, sum);
@@ -1178,7 +1172,7 @@ static enum moe_status a2a_store(const struct a2a_bench *b, const struct a2a_opt
 		if (st == MOE_OK)
 			st = store_run_done(s, id, NULL);
 		else
-			store_run_fail(s, id, moe_errmsg());
+			st = store_run_abort(s, id, st);
 	}
 	store_close(s);
 	return st;

@@ -656,7 +656,7 @@ static int simulate(struct ctx *x, int k, struct runres *rr)
 	goto out;
 fail:
 	if (running)
-		store_run_fail(x->db, id, moe_errmsg());
+		s = store_run_abort(x->db, id, s);
 	rc = cli_fail("sim", s);
 out:
 	if (loading)

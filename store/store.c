@@ -310,6 +310,15 @@ enum moe_status store_run_fail(struct store *s, int64_t id, const char *message)
 		       "ti", message, id);
 }
 
+enum moe_status store_run_abort(struct store *s, int64_t id, enum moe_status st)
+{
+	struct moe_failure f;
+
+	moe_failure_keep(&f, st);
+	store_run_fail(s, id, f.msg);
+	return moe_failure_raise(&f);
+}
+
 #define CHECK_OPEN(s, id) do { \
 	enum moe_status st_ = check_open((s), (id)); \
 	if (st_ != MOE_OK) return st_; \

@@ -82,6 +82,11 @@ enum moe_status store_run_done(struct store *s, int64_t id, const char *summary_
 /* Rolls back the run's rows and marks it 'failed' with message. */
 enum moe_status store_run_fail(struct store *s, int64_t id, const char *message);
 
+/* store_run_fail for a run that failed with st: the message is the
+ * calling thread's last error, which stays its last error (a failure to
+ * record it does not replace it).  Returns st. */
+enum moe_status store_run_abort(struct store *s, int64_t id, enum moe_status st);
+
 /* ---- rows of a run (between store_run_begin and store_run_done) ----
  * Times in seconds, sizes in bytes, rates in bytes per second. */
 struct store_layer_row {

@@ -157,6 +157,22 @@ START_TEST(failed_run)
 	ck_assert_int_eq(r.n, 0);
 	/* adding rows to a run that is not open is refused */
 	ck_assert_int_eq(store_metric_add(s, id, "x", 1, NULL), MOE_EINVAL);
+	/* abort: the run gets the thread's error, which stays the error even
+	 * when recording it fails (a store opened read-only refuses it) */
+	id = write_run(s, 0);
+	moe_error(MOE_EIO, "trace.bin: read failed");
+	ck_assert_int_eq(store_run_abort(s, id, MOE_EIO), MOE_EIO);
+	ck_assert_str_eq(moe_errmsg(), "trace.bin: read failed");
+	memset(&r, 0, sizeof r);
+	ck_assert_int_eq(store_run_each(s, id, grab, &r), MOE_OK);
+	ck_assert_str_eq(r.col[2], "failed");
+	ck_assert_str_eq(r.col[9], "trace.bin: read failed");
+	store_close(s);
+	ck_assert_int_eq(store_open(dbpath, STORE_READ, &s), MOE_OK);
+	ck_assert_int_ne(store_run_fail(s, id, "x"), MOE_OK);
+	moe_error(MOE_ENOMEM, "out of memory for 12 flows");
+	ck_assert_int_eq(store_run_abort(s, id, MOE_ENOMEM), MOE_ENOMEM);
+	ck_assert_str_eq(moe_errmsg(), "out of memory for 12 flows");
 	store_close(s);
 }
 END_TEST
