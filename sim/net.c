@@ -77,6 +77,9 @@ struct sim_net {
 	int **lf, *lfn, *lfcap, *lact;
 	double *lbytes, *lint, *lbusy, *lrate, *lt;
 	struct link_hot *lk;  /* per link: what a solve touches */
+	/* per link: its sharing follows from other links' (sim_topo_dominated):
+	 * solves leave it out and only keep its rate for the accounting */
+	unsigned char *dom;
 	/* scratch for a recomputation */
 	int *comp_links;
 	int *ended;           /* flows ended in the current event */
@@ -256,6 +259,15 @@ static int grow_flows(struct sim_net *n, int cap)
 	return 0;
 }
 
+/* Takes the topology's bandwidths and dominated links; only while no flow
+ * has started, since the solver's state depends on both. */
+static void sync_topo(struct sim_net *n)
+{
+	for (int l = 0; l < n->L; l++)
+		n->lk[l].bw = n->topo->links[l].bw_Bps;
+	sim_topo_dominated(n->topo, n->dom);
+}
+
 enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim_net **out)
 {
 	struct sim_net *n = calloc(1, sizeof *n);
@@ -280,11 +292,10 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->lbusy = calloc((size_t)L + 1, sizeof(double));
 	n->lrate = calloc((size_t)L + 1, sizeof(double));
 	n->lt = calloc((size_t)L + 1, sizeof(double));
+	n->dom = calloc((size_t)L + 1, 1);
 	if (posix_memalign(&lk, 64, ((size_t)L + 1) * sizeof *n->lk) == 0) {
 		memset(lk, 0, ((size_t)L + 1) * sizeof *n->lk);
 		n->lk = lk;
-		for (int l = 0; l < L; l++)
-			n->lk[l].bw = t->links[l].bw_Bps;
 	}
 	n->comp_links = calloc((size_t)L + 1, sizeof(int));
 	n->bl = calloc((size_t)L + 1, sizeof *n->bl);
@@ -308,7 +319,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 	n->touched = malloc((size_t)n->captouched * sizeof(int));
 	if (n->lf == NULL || n->lfn == NULL || n->lact == NULL || n->lfcap == NULL || n->lbytes == NULL ||
 	    n->lint == NULL || n->lbusy == NULL || n->lrate == NULL || n->lt == NULL ||
-	    n->lk == NULL ||
+	    n->lk == NULL || n->dom == NULL ||
 	    n->comp_links == NULL || n->sh == NULL || n->shpos == NULL || n->touched == NULL || n->bl == NULL ||
 	    n->bln == NULL || n->blmax == NULL || n->blcap == NULL || n->dirty == NULL || n->lmaxo == NULL || n->vclk == NULL || n->vt == NULL || n->lq == NULL ||
 	    n->lqpos == NULL || n->mmark == NULL ||
@@ -317,6 +328,7 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		sim_net_free(n);
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for %zu flows", reserve);
 	}
+	sync_topo(n);
 	*out = n;
 	return MOE_OK;
 }
@@ -332,6 +344,7 @@ void sim_net_free(struct sim_net *n)
 	for (int l = 0; l < n->L && n->lk; l++)
 		free(n->lk[l].av);
 	free(n->lk);
+	free(n->dom);
 	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap); 
 	free(n->dirty); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lact); free(n->lfcap); free(n->lbytes); free(n->lint);
@@ -364,6 +377,7 @@ void sim_net_reset(struct sim_net *n)
 		 * clocks, and the next run's rounding with them */
 		n->lk[l].share = 0;
 	}
+	sync_topo(n);
 	memset(&n->st, 0, sizeof n->st);
 }
 
@@ -642,6 +656,7 @@ static int join(struct sim_net *n, int f)
 	const uint64_t bit = (uint64_t)1 << (f & 63);
 	const struct flow_hot *h = &n->h[f];
 	struct link_hot *lk = n->lk;
+	const unsigned char *dom = n->dom;
 	const unsigned epL = n->epL, epD = n->epD;
 	int *dirty = n->dirty;
 	int nd = n->ndirty, idx, b, plen;
@@ -666,6 +681,8 @@ static int join(struct sim_net *n, int f)
 	for (int k = 0; k < plen; k++) {
 		int m = h->path[k];
 		struct link_hot *x = &lk[m];
+		if (dom[m])
+			continue;
 		if (x->mark != epL && solve_link(n, m) != 0)
 			return -1;
 		x->av[x->avn++] = idx;
@@ -703,7 +720,7 @@ static int seed_component(struct sim_net *n)
 	int head = 0;
 
 	for (int i = 0; i < n->ntouched; i++)
-		if (solve_link(n, n->touched[i]) != 0)
+		if (!n->dom[n->touched[i]] && solve_link(n, n->touched[i]) != 0)
 			return -1;
 	while (head < n->ncl) {
 		int l = n->comp_links[head++];
@@ -745,6 +762,8 @@ static int seed_component(struct sim_net *n)
  * network's.  Full mode joins the whole component at once. */
 static int recompute(struct sim_net *n)
 {
+	int ndom = 0;
+
 	n->epA = ++n->epoch;
 	n->epL = ++n->epoch;
 	n->epD = ++n->epoch;
@@ -757,7 +776,7 @@ static int recompute(struct sim_net *n)
 			return -1;
 	} else {
 		for (int i = 0; i < n->ntouched; i++)
-			if (solve_link(n, n->touched[i]) != 0)
+			if (!n->dom[n->touched[i]] && solve_link(n, n->touched[i]) != 0)
 				return -1;
 		for (int i = 0; i < n->nstarted; i++) {
 			if (i + PF < n->nstarted)
@@ -857,6 +876,8 @@ static int recompute(struct sim_net *n)
 			a->nbott = l;
 			for (int k = 0; k < a->plen; k++) {
 				int m = a->path[k];
+				if (n->dom[m])
+					continue;
 				n->lk[m].rnew += share;
 				/* a link left with nothing to fill leaves the heap
 				 * now (most do: their flows froze at another link),
@@ -890,6 +911,16 @@ static int recompute(struct sim_net *n)
 		 * bound of its links to the held flows' rates */
 		for (int k = 0; k < a->plen; k++) {
 			int m = a->path[k];
+			if (n->dom[m]) {
+				/* left out of the solve: its rate moves by the flow's */
+				if (n->lk[m].mark != n->epL) {
+					n->lk[m].mark = n->epL;
+					settle_link(n, m);
+					n->comp_links[n->ncl + ndom++] = m;
+				}
+				n->lrate[m] += r - a->old;
+				continue;
+			}
 			if (m != a->nbott && r > n->lmaxo[m])
 				n->lmaxo[m] = r;
 		}
@@ -908,8 +939,13 @@ static int recompute(struct sim_net *n)
 			n->lk[m].share = n->lk[m].lnew;
 		lq_update(n, m);
 	}
+	for (int i = n->ncl; i < n->ncl + ndom; i++) {
+		int m = n->comp_links[i];
+		if (!(n->lact[m] > 0 && n->lrate[m] > 0))
+			n->lrate[m] = 0;
+	}
 	if (n->rates_fn != NULL)
-		n->rates_fn(n->rates_user, n, n->now, n->comp_links, n->ncl);
+		n->rates_fn(n->rates_user, n, n->now, n->comp_links, n->ncl + ndom);
 	return 0;
 }
 
@@ -972,8 +1008,8 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 	const int co = n->coalesce > SIM_TIME_EPS_REL;
 
 	/* the topology may have been slowed down since the network was made */
-	for (int l = 0; l < n->L; l++)
-		n->lk[l].bw = n->topo->links[l].bw_Bps;
+	if (n->st.flows_started == 0)
+		sync_topo(n);
 	for (;;) {
 		double tq = sim_queue_peek(n->q, &ev) ? ev.t_s : INFINITY;
 		double tf = n->lqn > 0 ? n->lq[0].key : INFINITY;

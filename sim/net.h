@@ -39,6 +39,13 @@
  * instead, the reference the tests compare with).  A change costs about
  * the flows whose rates can change and the links they cross.
  *
+ * Links whose sharing follows from others' (sim_topo_dominated: the
+ * uplinks of a leaf that is not oversubscribed, which carry what the
+ * leaf's NICs carry) are left out of the solves: the max-min rates are the
+ * same without them, and a flow of an all-to-all across leaves crosses two
+ * of them besides its two NICs.  Their rates are still kept, for the
+ * accounting.
+ *
  * Rates live on links.  Flows bottlenecked at the same link have the same
  * rate, its share, so each link keeps a virtual clock (the bytes one of its
  * flows has received) and its flows ordered by the clock reading at which

@@ -42,6 +42,31 @@ static int leaf_of(const struct sim_topo *t, int node, int nic, int npl)
 	return 0;
 }
 
+void sim_topo_dominated(const struct sim_topo *t, unsigned char *dom)
+{
+	double *sum;
+
+	memset(dom, 0, (size_t)t->nlinks);
+	/* with several uplinks a leaf's flows are hashed over them: one
+	 * uplink carries a share of its NICs' traffic, not a bound of it */
+	if (t->leaves < 1 || t->uplinks != 1)
+		return;
+	if ((sum = calloc(2 * (size_t)t->leaves, sizeof *sum)) == NULL)
+		return; /* nothing marked: the solve just does more work */
+	for (int n = 0; n < t->nodes; n++)
+		for (int i = 0; i < t->node[n].nics; i++) {
+			int lf = leaf_of(t, n, i, t->nodes_per_leaf), l = t->node[n].nic_base + 2 * i;
+			sum[2 * lf] += t->links[l].bw_Bps;
+			sum[2 * lf + 1] += t->links[l + 1].bw_Bps;
+		}
+	for (int lf = 0; lf < t->leaves; lf++)
+		for (int d = 0; d < 2; d++) {
+			int l = t->base_leaf + 2 * lf + d;
+			dom[l] = sum[2 * lf + d] <= t->links[l].bw_Bps;
+		}
+	free(sum);
+}
+
 static void set_link(struct sim_topo *t, int i, double bw, double lat, enum sim_link_kind k,
 		     int network, const char *fmt, int a, int b, int c)
 {

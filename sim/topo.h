@@ -127,6 +127,16 @@ struct sim_topo {
 	int base_intra, base_sw, base_nic, base_leaf;
 };
 
+/* Marks in dom (t->nlinks entries, 1 or 0) the links whose sharing a
+ * max-min solution can leave out: every flow through such a link also
+ * crosses one of a set of links whose bandwidths add up to no more than its
+ * own, so no allocation the others admit can overfill it, and the max-min
+ * rates are the same with it or without it.  These are the uplinks of a
+ * leaf that is not oversubscribed, one per leaf (spraying): what goes up
+ * comes from the leaf's NICs, what comes down goes to them.  Reads the
+ * links' current bandwidths (slowdowns included). */
+void sim_topo_dominated(const struct sim_topo *t, unsigned char *dom);
+
 /* Builds the topology of cluster c: its first c->nodes nodes, each of its
  * node group's kind.  Returns MOE_OK and *out (free with sim_topo_free);
  * MOE_EINVAL when a bandwidth or efficiency is zero or negative, NICs are

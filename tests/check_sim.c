@@ -1460,6 +1460,93 @@ START_TEST(net_ties_do_not_ripple)
 }
 END_TEST
 
+START_TEST(net_dominated_links_left_out)
+{
+	struct moe_cluster c = cluster(4, 4, 4, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
+	struct sim_topo *t, bare;
+	struct sim_net *n[2];
+	unsigned char dom[512];
+	int ndom = 0, nf = 0;
+	unsigned s = 77;
+
+	/* 2 leaf groups x 4 rails: 8 leaves, their NICs' bandwidth each */
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_SPRAY, &t), MOE_OK);
+	ck_assert_int_eq(t->leaves, 8);
+	ck_assert_int_le(t->nlinks, (int)sizeof dom);
+	sim_topo_dominated(t, dom);
+	for (int l = 0; l < t->nlinks; l++) {
+		ndom += dom[l];
+		ck_assert_int_eq(dom[l], l >= t->base_leaf);
+	}
+	ck_assert_int_eq(ndom, 16);
+	/* a degraded uplink is a bottleneck again; the others stay left out */
+	ck_assert_int_eq(sim_topo_slow_link(t, t->base_leaf + 2, 2), MOE_OK);
+	sim_topo_dominated(t, dom);
+	ck_assert_int_eq(dom[t->base_leaf + 2], 0);
+	ck_assert_int_eq(dom[t->base_leaf + 3], 1);
+	sim_topo_free(t);
+	/* oversubscribed (2:1) or hashed over several uplinks: none */
+	c.fabric = MOE_FABRIC_FAT_TREE;
+	c.oversubscription = 2;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_SPRAY, &t), MOE_OK);
+	sim_topo_dominated(t, dom);
+	for (int l = 0; l < t->nlinks; l++)
+		ck_assert_int_eq(dom[l], 0);
+	sim_topo_free(t);
+	c.oversubscription = 1;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_ECMP, &t), MOE_OK);
+	ck_assert_int_gt(t->uplinks, 1);
+	sim_topo_dominated(t, dom);
+	for (int l = 0; l < t->nlinks; l++)
+		ck_assert_int_eq(dom[l], 0);
+	sim_topo_free(t);
+
+	/* the same flows on the rail fabric with the uplinks left out and on
+	 * a copy without leaves (every link solved): the same ends and the
+	 * same rate integrals, which equal the links' bytes.  One uplink is
+	 * degraded (a bottleneck, solved in both). */
+	c.fabric = MOE_FABRIC_RAIL;
+	ck_assert_int_eq(sim_topo_new(&c, SIM_MULTIPATH_SPRAY, &t), MOE_OK);
+	ck_assert_int_eq(sim_topo_slow_link(t, t->base_leaf + 5, 3), MOE_OK);
+	bare = *t;
+	bare.leaves = 0;
+	ck_assert_int_eq(sim_net_new(t, 0, &n[0]), MOE_OK);
+	ck_assert_int_eq(sim_net_new(&bare, 0, &n[1]), MOE_OK);
+	for (int a = 0; a < t->gpus; a++)
+		for (int b = 0; b < t->gpus; b++) {
+			struct sim_path p;
+			double bytes, start;
+			if (a == b)
+				continue;
+			s = s * 1103515245u + 12345u;
+			bytes = 1e6 * (1 + (s >> 16) % 997) * (b % 5 == 0 ? 8 : 1);
+			s = s * 1103515245u + 12345u;
+			start = (a + b) % 3 == 0 ? 1e-5 * ((s >> 16) % 50) : 0;
+			ck_assert_int_eq(sim_topo_route(t, a, b, &p), MOE_OK);
+			for (int i = 0; i < 2; i++)
+				ck_assert_int_eq(sim_net_add(n[i], &p, bytes, start, nf, NULL), MOE_OK);
+			nf++;
+		}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(sim_net_run(n[i], NULL, NULL), MOE_OK);
+	for (int f = 0; f < nf; f++)
+		assert_rel(sim_net_flow_end(n[0], f), sim_net_flow_end(n[1], f), 1e-12);
+	for (int l = 0; l < t->nlinks; l++) {
+		assert_rel(sim_net_link_bytes(n[0], l), sim_net_link_bytes(n[1], l), 1e-12);
+		assert_rel(sim_net_link_rate_integral(n[0], l) + 1,
+			   sim_net_link_rate_integral(n[1], l) + 1, 1e-9);
+		assert_rel(sim_net_link_rate_integral(n[0], l) + 1, sim_net_link_bytes(n[0], l) + 1,
+			   1e-9);
+		assert_rel(sim_net_link_busy(n[0], l) + 1e-12, sim_net_link_busy(n[1], l) + 1e-12, 1e-9);
+	}
+	/* fewer flows re-solved: the uplinks' flows are not chased */
+	ck_assert_uint_le(sim_net_stats(n[0])->flow_visits, sim_net_stats(n[1])->flow_visits);
+	sim_net_free(n[0]);
+	sim_net_free(n[1]);
+	sim_topo_free(t);
+}
+END_TEST
+
 START_TEST(net_coalesce_window_ends_at_mean)
 {
 	struct moe_cluster c = cluster(1, 8, 8, MOE_INTRA_NVSWITCH, MOE_FABRIC_RAIL);
@@ -2106,6 +2193,7 @@ static Suite *sim_suite(void)
 	tcase_add_test(core, net_coalesce_trades_events_for_bounded_error);
 	tcase_add_test(core, net_coalesce_window_ends_at_mean);
 	tcase_add_test(core, net_ties_do_not_ripple);
+	tcase_add_test(core, net_dominated_links_left_out);
 	tcase_add_test(core, a2a_coalesce_staged_algorithms);
 	tcase_add_test(core, a2a_ecmp_collisions_cost_time);
 	tcase_add_test(core, place_kinds);
