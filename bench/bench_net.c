@@ -27,7 +27,10 @@
  * multi-layer `moekit sim`; "-" with one run), events/s and flows/s of the
  * first run, the peak resident memory of the process, and the solver's
  * work: flows it re-solved (summed over events), flows whose rate changed,
- * and held flows it read looking for ones too fast.
+ * and held flows it read looking for ones too fast.  Then a comment line:
+ * the largest gap over the links between a link's rate integral and the
+ * bytes of its flows (the model's conservation check: rounding when exact,
+ * about the window with --coalesce).
  */
 #include "config.h"
 #include "moe/model.h"
@@ -138,6 +141,22 @@ static int run(const char *cluster, int gpus, int traffic, enum sim_multipath mp
 	       (double)st->events / wall, (double)r.flows / wall, ru.ru_maxrss / 1024.0,
 	       (unsigned long long)st->flow_visits, (unsigned long long)st->rate_changes,
 	       (unsigned long long)st->scanned);
+	{
+		/* bytes in = bytes out per link, as the model's own check: the
+		 * integral of a link's rate against the bytes of its flows */
+		double worst = 0;
+		int wl = -1;
+		for (int l = 0; l < t->nlinks; l++) {
+			double by = sim_net_link_bytes(n, l);
+			double e = by > 0 ? fabs(sim_net_link_rate_integral(n, l) - by) / by : 0;
+			if (e > worst) {
+				worst = e;
+				wl = l;
+			}
+		}
+		printf("#   conservation: max over links |rate integral - bytes| / bytes %.1e%s%s\n",
+		       worst, wl >= 0 ? " on " : "", wl >= 0 ? t->links[wl].name : "");
+	}
 	fflush(stdout);
 	if (against_exact) {
 		/* the same traffic without coalescing: how far the run above is */

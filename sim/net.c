@@ -345,7 +345,7 @@ void sim_net_free(struct sim_net *n)
 		free(n->lk[l].av);
 	free(n->lk);
 	free(n->dom);
-	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap); 
+	free(n->bl); free(n->bln); free(n->blmax); free(n->blcap);
 	free(n->dirty); free(n->lmaxo); free(n->vclk); free(n->vt); free(n->lq); free(n->lqpos); free(n->mmark);
 	free(n->lf); free(n->lfn); free(n->lact); free(n->lfcap); free(n->lbytes); free(n->lint);
 	free(n->lbusy); free(n->lrate); free(n->lt);
