@@ -750,7 +750,10 @@ static int seed_component(struct sim_net *n)
  *    old share (within TOL) with them held: the flows of A there cannot
  *    rise above it, and releasing the held ones anyway would make a tie
  *    that rounding puts one ulp above the share ripple through every link
- *    tied at that level (a uniform all-to-all is all ties).
+ *    tied at that level (a uniform all-to-all is all ties).  A link that
+ *    freezes with flows still held there freezes at its old share (within
+ *    TOL of the level; further off, they join first), so that their rate
+ *    does not move behind their other links' backs.
  * When the heap is empty every flow of A has a bottleneck (its link froze
  * full with no higher rate on it) and every held flow keeps one: its link
  * was confirmed full at its level, and nothing joining later frees
@@ -822,8 +825,12 @@ static int recompute(struct sim_net *n)
 			int joined = n->na;
 			double bound;
 			/* the flows bottlenecked at l ran at its old share: all
-			 * join when that is above the level (their list, no scan) */
-			if (n->bln[l] > 0 && n->lk[l].share > share * (1 + TOL) && release(n, l) != 0)
+			 * join when that is above the level (their list, no scan),
+			 * or below it (flows of A leaving for other links made
+			 * room after l's check) */
+			if (n->bln[l] > 0 &&
+			    (n->lk[l].share > share * (1 + TOL) || share > n->lk[l].share * (1 + TOL)) &&
+			    release(n, l) != 0)
 				return -1;
 			/* the others are no faster than lmaxo, nor than l's old
 			 * share when flows were bottlenecked there (the old
@@ -862,6 +869,13 @@ static int recompute(struct sim_net *n)
 			if (n->na > joined)
 				continue; /* l is dirty: pushed again at its new share */
 		}
+		/* flows still held at l keep its old share, and the flows of A
+		 * freeze at it too (within TOL of the level): the held flows'
+		 * rate is the link's share, and moving it here would move their
+		 * rates unseen by their other links (whose rate integrals would
+		 * then drift from their bytes by up to TOL) */
+		if (n->bln[l] > 0 && n->mmark[l] != n->epA)
+			share = n->lk[l].share;
 		n->lk[l].lnew = share;
 		/* a link can freeze again when flows join later; those before
 		 * avdone froze then and stay frozen */
