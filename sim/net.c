@@ -32,6 +32,9 @@ struct flow_hot {
 	int plen;
 	int bott;             /* bottleneck link (its share is the rate); -1 none */
 	unsigned char state;  /* F_PENDING, F_ACTIVE, F_DONE */
+	/* from its start: path[0..slen) are the links solves share, the
+	 * rest are dominated (n->dom), kept for the accounting only */
+	unsigned char slen;
 };
 
 _Static_assert(sizeof(struct flow_hot) == 64, "a flow's record is one cache line");
@@ -99,7 +102,9 @@ struct sim_net {
 		double old, nrate;    /* rate before the solve; after */
 		int path[SIM_PATH_MAX - 1];
 		int obott, nbott;     /* bottleneck before; after */
-		unsigned char plen, frozen;
+		unsigned char plen;   /* the links solves share (slen) ... */
+		unsigned char alen;   /* ... of all its links */
+		unsigned char frozen;
 	} *af;
 	/* per link: no flow on it that is bottlenecked elsewhere is faster
 	 * (an upper bound; those bottlenecked there run at its share) */
@@ -259,8 +264,9 @@ static int grow_flows(struct sim_net *n, int cap)
 	return 0;
 }
 
-/* Takes the topology's bandwidths and dominated links; only while no flow
- * has started, since the solver's state depends on both. */
+/* Takes the topology's bandwidths and dominated links, at the start of a
+ * run in which no flow has started yet (the solver's state depends on
+ * both, and flows sort their paths by n->dom when they start). */
 static void sync_topo(struct sim_net *n)
 {
 	for (int l = 0; l < n->L; l++)
@@ -328,7 +334,6 @@ enum moe_status sim_net_new(const struct sim_topo *t, size_t reserve, struct sim
 		sim_net_free(n);
 		MOE_FAIL(MOE_ENOMEM, "network: out of memory for %zu flows", reserve);
 	}
-	sync_topo(n);
 	*out = n;
 	return MOE_OK;
 }
@@ -377,7 +382,6 @@ void sim_net_reset(struct sim_net *n)
 		 * clocks, and the next run's rounding with them */
 		n->lk[l].share = 0;
 	}
-	sync_topo(n);
 	memset(&n->st, 0, sizeof n->st);
 }
 
@@ -429,6 +433,7 @@ enum moe_status sim_net_add(struct sim_net *n, const struct sim_path *p, double 
 	n->tag[f] = tag;
 	n->h[f].state = F_PENDING;
 	n->h[f].plen = p->n;
+	n->h[f].slen = (unsigned char)p->n;
 	memcpy(n->h[f].path, p->link, (size_t)p->n * sizeof(int));
 	n->h[f].bott = -1;
 	if (flow != NULL)
@@ -468,6 +473,27 @@ static int link_add_flow(struct sim_net *n, int l, int f)
 	n->lf[l][n->lfn[l]++] = f;
 	n->lact[l]++;
 	return 0;
+}
+
+/* A starting flow's path with the links solves share first (slen of
+ * them) and the dominated ones after; all of them shared if none is. */
+static void split_path(const struct sim_net *n, struct flow_hot *h)
+{
+	int p[SIM_PATH_MAX - 1], s = 0, d = h->plen;
+
+	for (int k = 0; k < h->plen; k++) {
+		int l = h->path[k];
+		if (n->dom[l])
+			p[--d] = l;
+		else
+			p[s++] = l;
+	}
+	if (s == 0) {
+		h->slen = (unsigned char)h->plen;
+		return;
+	}
+	memcpy(h->path, p, (size_t)h->plen * sizeof *p);
+	h->slen = (unsigned char)s;
 }
 
 /* Brings link l's accounting up to the current time. */
@@ -656,7 +682,6 @@ static int join(struct sim_net *n, int f)
 	const uint64_t bit = (uint64_t)1 << (f & 63);
 	const struct flow_hot *h = &n->h[f];
 	struct link_hot *lk = n->lk;
-	const unsigned char *dom = n->dom;
 	const unsigned epL = n->epL, epD = n->epD;
 	int *dirty = n->dirty;
 	int nd = n->ndirty, idx, b, plen;
@@ -668,12 +693,13 @@ static int join(struct sim_net *n, int f)
 	*word |= bit;
 	b = h->bott;
 	r = b >= 0 ? lk[b].share : 0;
-	plen = h->plen;
+	plen = h->slen;
 	idx = n->na++;
 	a = &n->af[idx];
 	a->old = r;
 	a->obott = b;
 	a->plen = (unsigned char)plen;
+	a->alen = (unsigned char)h->plen;
 	a->frozen = 0;
 	memcpy(a->path, h->path, sizeof a->path);
 	n->alist[idx] = f;
@@ -681,8 +707,6 @@ static int join(struct sim_net *n, int f)
 	for (int k = 0; k < plen; k++) {
 		int m = h->path[k];
 		struct link_hot *x = &lk[m];
-		if (dom[m])
-			continue;
 		if (x->mark != epL && solve_link(n, m) != 0)
 			return -1;
 		x->av[x->avn++] = idx;
@@ -720,7 +744,7 @@ static int seed_component(struct sim_net *n)
 	int head = 0;
 
 	for (int i = 0; i < n->ntouched; i++)
-		if (!n->dom[n->touched[i]] && solve_link(n, n->touched[i]) != 0)
+		if (solve_link(n, n->touched[i]) != 0)
 			return -1;
 	while (head < n->ncl) {
 		int l = n->comp_links[head++];
@@ -779,7 +803,7 @@ static int recompute(struct sim_net *n)
 			return -1;
 	} else {
 		for (int i = 0; i < n->ntouched; i++)
-			if (!n->dom[n->touched[i]] && solve_link(n, n->touched[i]) != 0)
+			if (solve_link(n, n->touched[i]) != 0)
 				return -1;
 		for (int i = 0; i < n->nstarted; i++) {
 			if (i + PF < n->nstarted)
@@ -890,8 +914,6 @@ static int recompute(struct sim_net *n)
 			a->nbott = l;
 			for (int k = 0; k < a->plen; k++) {
 				int m = a->path[k];
-				if (n->dom[m])
-					continue;
 				n->lk[m].rnew += share;
 				/* a link left with nothing to fill leaves the heap
 				 * now (most do: their flows froze at another link),
@@ -925,18 +947,18 @@ static int recompute(struct sim_net *n)
 		 * bound of its links to the held flows' rates */
 		for (int k = 0; k < a->plen; k++) {
 			int m = a->path[k];
-			if (n->dom[m]) {
-				/* left out of the solve: its rate moves by the flow's */
-				if (n->lk[m].mark != n->epL) {
-					n->lk[m].mark = n->epL;
-					settle_link(n, m);
-					n->comp_links[n->ncl + ndom++] = m;
-				}
-				n->lrate[m] += r - a->old;
-				continue;
-			}
 			if (m != a->nbott && r > n->lmaxo[m])
 				n->lmaxo[m] = r;
+		}
+		/* links left out of the solve: their rate moves by the flow's */
+		for (int k = a->plen; k < a->alen; k++) {
+			int m = a->path[k];
+			if (n->lk[m].mark != n->epL) {
+				n->lk[m].mark = n->epL;
+				settle_link(n, m);
+				n->comp_links[n->ncl + ndom++] = m;
+			}
+			n->lrate[m] += r - a->old;
 		}
 		if (fabs(r - a->old) > 1e-13 * r)
 			n->st.rate_changes++;
@@ -1067,7 +1089,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 					if (j + PF < cnt)
 						__builtin_prefetch(&n->h[n->bl[l][j + PF].id]);
 					te = n->vt[l] + (n->bl[l][j].key - n->vclk[l]) / n->lk[l].share;
-					for (int k = 0; k < n->h[f].plen; k++) {
+					for (int k = 0; k < n->h[f].slen; k++) {
 						if (touch(n, n->h[f].path[k]) != 0)
 							MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 					}
@@ -1085,7 +1107,7 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 					__builtin_prefetch(&n->h[n->bl[l][1].id]);
 					__builtin_prefetch(&n->h[n->bl[l][2].id]);
 				}
-				for (int k = 0; k < n->h[f].plen; k++) {
+				for (int k = 0; k < n->h[f].slen; k++) {
 					if (touch(n, n->h[f].path[k]) != 0)
 						MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 				}
@@ -1106,10 +1128,11 @@ enum moe_status sim_net_run(struct sim_net *n, sim_net_done_fn done, void *user)
 			}
 			n->h[f].state = F_ACTIVE;
 			n->started[n->nstarted++] = f;
+			split_path(n, &n->h[f]);
 			for (int k = 0; k < n->h[f].plen; k++) {
 				int l = n->h[f].path[k];
 				settle_link(n, l);
-				if (link_add_flow(n, l, f) != 0 || touch(n, l) != 0)
+				if (link_add_flow(n, l, f) != 0 || (k < n->h[f].slen && touch(n, l) != 0))
 					MOE_FAIL(MOE_ENOMEM, "network: out of memory");
 			}
 		}
